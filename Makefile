@@ -1,0 +1,77 @@
+# crmsync: `make run` starts the local stack, `make test` runs every check. `make help` lists all targets.
+# Every setting below can be overridden from the environment (`?=`), e.g. `CRMSYNC_PORT=3001 make run`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON312     ?= $(shell local/find-python.sh)
+VENV          ?= .venv
+MS_VENV       ?= .venv-ministack
+PY            := $(VENV)/bin/python
+CRMSYNC_PORT  ?= 3000
+PYTEST_ARGS   ?=
+export SAM_CLI_TELEMETRY := 0
+export CRMSYNC_PORT
+
+.PHONY: help install run send-sample test test-unit test-integration test-e2e lint format typecheck validate build deploy bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found (see local/find-python.sh)"; exit 1; }
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(MS_VENV)/.installed: local/requirements-ministack.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found (see local/find-python.sh)"; exit 1; }
+	@test -x $(MS_VENV)/bin/python || $(PYTHON312) -m venv $(MS_VENV)
+	$(MS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r local/requirements-ministack.txt
+	@touch $@
+
+install: $(VENV)/.installed $(MS_VENV)/.installed ## Create the virtualenvs and install pinned dependencies (quick when done)
+
+run: install ## Start the local stack (ministack + sam build + sam deploy) on http://127.0.0.1:$CRMSYNC_PORT
+	$(PY) local/run.py
+
+send-sample: install ## Send a signed sample Shopify orders/create webhook to the running local stack
+	$(PY) local/send_sample.py
+
+test: install lint typecheck validate ## Run everything: ruff, mypy, sam validate --lint, unit, integration and e2e tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (no AWS, no sockets)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install ## Handler tests on moto, in-process
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install ## End-to-end tests against a real local stack on free ports
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: install ## mypy (strict, pydantic plugin)
+	$(VENV)/bin/mypy functions layers/core/crmsync local bench tests
+
+validate: install ## sam validate --lint
+	$(VENV)/bin/sam validate --lint
+
+build: install ## sam build into .aws-sam/build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
+
+deploy: build ## Deploy to your AWS account (guided, asks before changing anything)
+	$(VENV)/bin/sam deploy --guided
+
+bench: install ## Benchmarks as ratios against baselines run in the same process (DESIGN.md section 6)
+	$(PY) bench/run.py
+
+clean: ## Remove build output and local stack state (keeps the virtualenvs)
+	rm -rf .aws-sam .local .mypy_cache .ruff_cache .pytest_cache
