@@ -1,14 +1,13 @@
+"""Operator API handler: GET /health and the local CRM's read routes (crmsync.api.routes)."""
+
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-app = APIGatewayRestResolver()
-
-
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+from crmsync.api.routes import app
+from crmsync.observability import logger
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

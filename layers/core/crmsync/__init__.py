@@ -1,0 +1,1 @@
+"""crmsync: keeps a CRM in step with shops and payment providers."""

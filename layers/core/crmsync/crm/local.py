@@ -1,0 +1,37 @@
+"""The local CRM adapter: the CRM port on the built-in DynamoDB table, readable at GET /local-crm/{type}."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crmsync.crm.port import Association, UpsertInput, UpsertResult
+from crmsync.store.crm_local import LocalCrmTable
+
+
+@dataclass(frozen=True)
+class LocalCrm:
+    records: LocalCrmTable
+    name: str = "local"
+
+    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+        return [self._upsert_one(object_type, item) for item in inputs]
+
+    def _upsert_one(self, object_type: str, item: UpsertInput) -> UpsertResult:
+        existing = self.records.find_id(object_type, item.id_property, item.id_value)
+        if existing is None:
+            # Record first, key second: whoever finds the key always finds its record.
+            new_id = self.records.next_id(object_type)
+            self.records.create(object_type, new_id, item.properties)
+            winner = self.records.claim_key(object_type, item.id_property, item.id_value, new_id)
+            if winner == new_id:
+                return UpsertResult(id=new_id, created=True)
+            self.records.delete(object_type, new_id)  # a concurrent writer created it first
+            existing = winner
+        self.records.update_properties(object_type, existing, item.properties)
+        return UpsertResult(id=existing, created=False)
+
+    def associate(self, from_type: str, to_type: str, pairs: Sequence[Association]) -> None:
+        for pair in pairs:
+            self.records.add_association(from_type, pair.from_id, to_type, pair.to_id)
+            self.records.add_association(to_type, pair.to_id, from_type, pair.from_id)

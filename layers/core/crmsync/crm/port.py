@@ -1,0 +1,40 @@
+"""The CRM port: what crmsync asks of any CRM, shaped after HubSpot's batch APIs (the most constrained)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class UpsertInput:
+    """One record to create or update, found by the value of a unique property (HubSpot's idProperty)."""
+
+    id_property: str
+    id_value: str
+    properties: dict[str, str]
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Association:
+    from_id: str
+    to_id: str
+
+
+class CrmPort(Protocol):
+    name: str
+
+    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+        """Create or update each input; results in the same order as the inputs."""
+        ...
+
+    def associate(self, from_type: str, to_type: str, pairs: Sequence[Association]) -> None:
+        """Associate records with the default association type; associating twice changes nothing."""
+        ...

@@ -1,0 +1,126 @@
+"""Ingest: verify a webhook, claim its receipt, archive the raw body, enqueue it, answer fast.
+
+Nothing is acknowledged before it is durably stored; any failure on the way releases the claim, so the
+sender's retry is processed instead of being taken for a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from crmsync.messages import IngestMessage
+from crmsync.observability import logger, metrics
+from crmsync.sources.shopify import SignatureError
+from crmsync.store.archive import RawArchive
+from crmsync.store.queue import Queue
+from crmsync.store.receipts import Claim, ReceiptStore
+from crmsync.webhooks import SOURCES
+
+DAY = 86400
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    source: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    status: int
+    body: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class IngestDeps:
+    receipts: ReceiptStore
+    archive: RawArchive
+    queue: Queue
+    secrets: Callable[[str], list[str]]  # settings field name -> secret values
+    max_body_bytes: int = 1024 * 1024
+    claim_seconds: int = 60
+    retention_seconds: int = 35 * DAY
+    clock: Callable[[], float] = time.time
+    new_token: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+
+
+def error(status: int, reason: str) -> WebhookAnswer:
+    return WebhookAnswer(status, {"error": reason})
+
+
+def archive_key(source: str, receipt_id: str, at: datetime) -> str:
+    digest = hashlib.sha256(receipt_id.encode()).hexdigest()[:40]
+    return f"raw/{source}/{at:%Y/%m/%d}/{digest}"
+
+
+def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
+    source = SOURCES.get(request.source)
+    if source is None:
+        return error(404, "unknown webhook source")
+    if len(request.body) > deps.max_body_bytes:
+        return error(413, f"body larger than {deps.max_body_bytes} bytes")
+    secrets = deps.secrets(source.secret_setting)
+    if not secrets:
+        logger.error("webhook secret not configured", source=source.name)
+        return error(503, "webhook secret not configured")
+    try:
+        source.verify(request.body, request.headers, secrets)
+    except SignatureError as exc:
+        metrics.add_metric(name="WebhookRejected", unit="Count", value=1)
+        return error(401, str(exc))
+    try:
+        json.loads(request.body)
+    except ValueError:
+        return error(400, "body is not JSON")
+    topic = source.topic(request.headers)
+    if not topic:
+        return error(400, "missing topic header")
+    receipt_id = source.receipt_id(request.headers, request.body)
+    if topic not in source.handled_topics:
+        metrics.add_metric(name="WebhookIgnored", unit="Count", value=1)
+        return WebhookAnswer(200, {"status": "ignored", "receipt_id": receipt_id})
+
+    now = deps.clock()
+    token = deps.new_token()
+    claim = deps.receipts.claim(
+        receipt_id, token, now=int(now), claim_seconds=deps.claim_seconds, retention_seconds=deps.retention_seconds
+    )
+    if claim is Claim.DUPLICATE:
+        metrics.add_metric(name="WebhookDuplicate", unit="Count", value=1)
+        return WebhookAnswer(200, {"status": "duplicate", "receipt_id": receipt_id})
+    if claim is Claim.IN_PROGRESS:
+        return error(409, "another delivery of this event is being processed; retry later")
+
+    received_at = datetime.fromtimestamp(now, UTC)
+    key = archive_key(source.name, receipt_id, received_at)
+    try:
+        deps.archive.put(key, request.body, {"topic": topic, "receipt-id": receipt_id})
+        message = IngestMessage(
+            receipt_id=receipt_id,
+            source=source.name,
+            topic=topic,
+            archive_key=key,
+            received_at=received_at,
+            correlation_id=request.correlation_id or receipt_id,
+            account=source.account(request.headers),
+        )
+        deps.queue.send(message.model_dump_json())
+        deps.receipts.accept(receipt_id, token, topic=topic, archive_key=key, now=int(now))
+    except Exception:
+        logger.exception("webhook not stored; releasing the claim", source=source.name, topic=topic)
+        try:
+            deps.receipts.release(receipt_id, token)
+        except Exception:  # the claim then expires after claim_seconds; the original error matters more
+            logger.exception("claim not released", source=source.name)
+        raise
+    metrics.add_metric(name="WebhookAccepted", unit="Count", value=1)
+    logger.info("webhook accepted", source=source.name, topic=topic, receipt_id=receipt_id)
+    return WebhookAnswer(200, {"status": "accepted", "receipt_id": receipt_id})

@@ -1,0 +1,78 @@
+"""Canonical customer: one person as a source knows them, normalised so identities can be matched."""
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated
+
+import phonenumbers
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# Sources send local offsets; versions are compared across payloads, so every timestamp is stored in UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trimmed, lower-cased email; blank means unknown."""
+    if value is None:
+        return None
+    return value.strip().lower() or None
+
+
+@lru_cache(maxsize=4096)
+def normalize_phone(value: str | None, region: str | None) -> str | None:
+    """E.164 form of a phone number, or None when it cannot be parsed or is not a valid number.
+
+    Never raises: a bad phone is a data-quality warning, not a reason to drop the whole record.
+    """
+    if not value or not value.strip():
+        return None
+    try:
+        number = phonenumbers.parse(value, region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    e164: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None  # ISO 3166-1 alpha-2
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _upper_country(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    source_id: str | None  # None for guest checkouts
+    source_version: UtcDatetime
+    receipt_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{1,14}$")] | None  # E.164
+    address: Address | None
+    accepts_marketing: bool | None = None
+    test: bool = False
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalize_email(value)

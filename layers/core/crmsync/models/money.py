@@ -1,0 +1,93 @@
+"""Money as integer minor units, so amounts never pass through binary floating point."""
+
+from decimal import Decimal
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+# Hand-written: no small maintained library exposes ISO 4217 minor units (babel would, but is heavy for a Lambda layer).
+_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+    **dict.fromkeys(["CLF", "UYW"], 4),
+}
+
+
+def currency_exponent(currency: str) -> int:
+    """Number of decimals ISO 4217 gives the currency (2 unless listed)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+class Money(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    amount: int
+    currency: str
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _no_float(cls, value: Any) -> Any:
+        # pydantic's lax mode would accept 1.0 as 1; a float here means someone already lost exactness upstream.
+        if isinstance(value, float | bool):
+            raise ValueError("amount must be an integer number of minor units")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isascii() or not value.isalpha():
+            raise ValueError("currency must be an ISO 4217 alpha-3 code")
+        return value.upper()
+
+    @classmethod
+    def from_decimal(cls, value: str | int | Decimal, currency: str) -> Self:
+        """Exact conversion of a major-unit amount; refuses to round away non-zero digits."""
+        if isinstance(value, float | bool) or not isinstance(value, str | int | Decimal):
+            raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+        except ArithmeticError:
+            raise ValueError(f"not a decimal amount: {value!r}") from None
+        sign, digits, exponent = number.as_tuple()
+        if not isinstance(exponent, int):
+            raise ValueError(f"not a finite amount: {value!r}")
+        # Integer arithmetic on the digit tuple: Decimal context precision (28 digits) can never round here.
+        coefficient = int("".join(map(str, digits)))
+        shift = exponent + currency_exponent(currency)
+        if shift >= 0:
+            minor = coefficient * 10**shift
+        else:
+            minor, remainder = divmod(coefficient, 10**-shift)
+            if remainder:
+                raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
+        return cls(amount=-minor if sign else minor, currency=currency)
+
+    def formatted(self) -> str:
+        """The amount with exactly the currency's ISO 4217 decimals, e.g. "215.40", "4500", "-1.50"."""
+        exponent = currency_exponent(self.currency)
+        sign = "-" if self.amount < 0 else ""
+        if exponent == 0:
+            return f"{sign}{abs(self.amount)}"
+        major, minor = divmod(abs(self.amount), 10**exponent)
+        return f"{sign}{major}.{minor:0{exponent}d}"

@@ -1,0 +1,73 @@
+"""Canonical order: what a shop says was bought, for how much, and how far along it is."""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from crmsync.models.customer import UtcDatetime, normalize_email
+from crmsync.models.money import Money
+
+
+class OrderStatus(StrEnum):
+    """Lifecycle states, declared in the order an order moves through them."""
+
+    PENDING = "pending"
+    AUTHORIZED = "authorized"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+
+    @property
+    def rank(self) -> int:
+        """How far along the lifecycle: on equal source versions the higher rank wins."""
+        return _RANKS[self]
+
+
+_RANKS: dict[OrderStatus, int] = {status: rank for rank, status in enumerate(OrderStatus)}
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source_id: str
+    sku: str | None
+    title: str
+    quantity: int = Field(ge=0)
+    unit_price: Money
+    total_discount: Money
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    source_id: str
+    source_version: UtcDatetime
+    receipt_id: str
+    name: str
+    status: OrderStatus
+    fulfillment_status: str | None
+    total: Money  # shop currency
+    presentment_total: Money | None  # the buyer's currency; may differ from the shop's
+    subtotal: Money | None
+    total_tax: Money | None
+    total_discounts: Money | None
+    total_shipping: Money | None
+    refunded: Money | None = None
+    line_items: tuple[LineItem, ...]
+    customer_email: str | None
+    customer_source_id: str | None
+    placed_at: UtcDatetime | None
+    cancelled_at: UtcDatetime | None
+    closed_at: UtcDatetime | None
+    test: bool = False
+
+    @field_validator("customer_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalize_email(value)
+
+    @property
+    def external_id(self) -> str:
+        return f"{self.source}:order:{self.source_id}"

@@ -1,0 +1,1 @@
+"""One module per webhook source: verify the signature, parse the payload, convert to canonical models."""

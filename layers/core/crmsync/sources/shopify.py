@@ -1,0 +1,345 @@
+"""Shopify webhooks: signature check, REST Admin order payload, conversion to canonical models."""
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from crmsync.models import (
+    Address,
+    Customer,
+    LineItem,
+    Money,
+    Order,
+    OrderStatus,
+    UtcDatetime,
+    normalize_email,
+    normalize_phone,
+)
+
+SOURCE = "shopify"
+
+TOPIC_ORDERS_CREATE = "orders/create"
+TOPIC_ORDERS_UPDATED = "orders/updated"
+TOPIC_ORDERS_PAID = "orders/paid"
+TOPIC_ORDERS_CANCELLED = "orders/cancelled"
+TOPIC_ORDERS_FULFILLED = "orders/fulfilled"
+ORDER_TOPICS = frozenset(
+    {TOPIC_ORDERS_CREATE, TOPIC_ORDERS_UPDATED, TOPIC_ORDERS_PAID, TOPIC_ORDERS_CANCELLED, TOPIC_ORDERS_FULFILLED}
+)
+
+
+# ---- signature -------------------------------------------------------------------------------------------------
+
+
+class SignatureError(Exception):
+    """The webhook is not provably from Shopify. Messages never include a secret."""
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The X-Shopify-Hmac-Sha256 value Shopify sends: base64(HMAC-SHA256(secret, raw body))."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode("ascii")
+
+
+def verify(body: bytes, signature_header: str | None, secrets: Sequence[str]) -> None:
+    """Raise SignatureError unless the header matches the raw body under one of the secrets (current first)."""
+    # A bare string is a Sequence[str] too; iterating it would turn each character into a guessable key.
+    candidates = [secrets] if isinstance(secrets, str) else list(secrets)
+    # An empty key would let anyone sign, so blank entries count as no secret at all.
+    keys = [key for key in candidates if key.strip()]
+    if not keys:
+        raise SignatureError("no secret configured")
+    if signature_header is None or not signature_header.strip():
+        raise SignatureError("missing signature")
+    given = signature_header.strip().encode()
+    matched = False
+    for key in keys:  # no early exit: every key costs the same, whichever one matches
+        matched |= hmac.compare_digest(sign(body, key).encode("ascii"), given)
+    if not matched:
+        raise SignatureError("signature mismatch")
+
+
+# ---- payload ---------------------------------------------------------------------------------------------------
+
+# Shopify sends money as decimal strings; keeping them strings until Money.from_decimal means no float ever sees them.
+Amount = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^-?\d+(\.\d+)?$")]
+CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$")]
+
+
+class _Payload(BaseModel):
+    # Webhook bodies carry hundreds of fields and Shopify adds more each API version; read only what we use.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ShopifyMoney(_Payload):
+    amount: Amount
+    currency_code: CurrencyCode
+
+
+class ShopifyMoneySet(_Payload):
+    shop_money: ShopifyMoney
+    presentment_money: ShopifyMoney
+
+
+class ShopifyAddress(_Payload):
+    first_name: str | None = None
+    last_name: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    province: str | None = None
+    province_code: str | None = None
+    zip: str | None = None
+    country_code: str | None = None
+    phone: str | None = None
+
+
+class ShopifyMarketingConsent(_Payload):
+    state: str | None = None
+
+
+class ShopifyCustomer(_Payload):
+    id: int
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    accepts_marketing: bool | None = None  # older API versions
+    email_marketing_consent: ShopifyMarketingConsent | None = None  # its replacement
+    default_address: ShopifyAddress | None = None
+
+
+class ShopifyLineItem(_Payload):
+    id: int
+    sku: str | None = None
+    title: str
+    quantity: int
+    price: Amount
+    total_discount: Amount = "0"
+
+
+class ShopifyShippingLine(_Payload):
+    price: Amount
+
+
+class ShopifyTransaction(_Payload):
+    kind: str
+    status: str | None = None
+    amount: Amount
+    currency: CurrencyCode | None = None
+
+
+class ShopifyRefund(_Payload):
+    transactions: tuple[ShopifyTransaction, ...] = ()
+
+
+class ShopifyOrder(_Payload):
+    id: int
+    name: str
+    currency: CurrencyCode
+    total_price: Amount
+    current_total_price: Amount | None = None
+    total_price_set: ShopifyMoneySet | None = None
+    current_total_price_set: ShopifyMoneySet | None = None
+    subtotal_price: Amount | None = None
+    current_subtotal_price: Amount | None = None
+    total_tax: Amount | None = None
+    current_total_tax: Amount | None = None
+    total_discounts: Amount | None = None
+    current_total_discounts: Amount | None = None
+    total_shipping_price_set: ShopifyMoneySet | None = None
+    shipping_lines: tuple[ShopifyShippingLine, ...] = ()
+    financial_status: str | None = None
+    fulfillment_status: str | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    processed_at: UtcDatetime | None = None
+    cancelled_at: UtcDatetime | None = None
+    closed_at: UtcDatetime | None = None
+    test: bool = False
+    email: str | None = None
+    contact_email: str | None = None
+    phone: str | None = None
+    buyer_accepts_marketing: bool | None = None
+    customer: ShopifyCustomer | None = None
+    billing_address: ShopifyAddress | None = None
+    shipping_address: ShopifyAddress | None = None
+    line_items: tuple[ShopifyLineItem, ...] = ()
+    refunds: tuple[ShopifyRefund, ...] = ()
+
+
+def parse_order(body: bytes) -> ShopifyOrder:
+    """Validate a raw orders/* webhook body; pydantic.ValidationError says what does not fit."""
+    return ShopifyOrder.model_validate_json(body)
+
+
+# ---- conversion ------------------------------------------------------------------------------------------------
+
+_FINANCIAL_STATUS: dict[str, OrderStatus] = {
+    "pending": OrderStatus.PENDING,
+    "authorized": OrderStatus.AUTHORIZED,
+    "partially_paid": OrderStatus.PENDING,  # still waiting for money, which is what pending means downstream
+    "paid": OrderStatus.PAID,
+    "partially_refunded": OrderStatus.PARTIALLY_REFUNDED,
+    "refunded": OrderStatus.REFUNDED,
+    "voided": OrderStatus.CANCELLED,
+}
+_MARKETING_CONSENT = {"subscribed": True, "not_subscribed": False, "unsubscribed": False}
+# Stand-ins for a guest checkout's missing customer and a missing address, so field fallbacks read as one chain.
+_NOBODY = ShopifyCustomer(id=0)
+_NOWHERE = ShopifyAddress()
+
+
+def order_to_canonical(order: ShopifyOrder, *, receipt_id: str) -> tuple[Customer | None, Order]:
+    """The customer (None when the order names nobody) and the order, in shop currency."""
+    email = (
+        normalize_email(order.customer.email if order.customer else None)
+        or normalize_email(order.email)
+        or normalize_email(order.contact_email)
+    )
+    customer_id = str(order.customer.id) if order.customer else None
+    currency = order.currency.upper()
+    canonical = Order(
+        source=SOURCE,
+        source_id=str(order.id),
+        source_version=order.updated_at,
+        receipt_id=receipt_id,
+        name=order.name,
+        status=_status(order),
+        fulfillment_status=order.fulfillment_status,
+        total=Money.from_decimal(order.current_total_price or order.total_price, currency),
+        presentment_total=_presentment_total(order),
+        subtotal=_money(order.current_subtotal_price or order.subtotal_price, currency),
+        total_tax=_money(order.current_total_tax or order.total_tax, currency),
+        total_discounts=_money(order.current_total_discounts or order.total_discounts, currency),
+        total_shipping=_shipping(order, currency),
+        refunded=_refunded(order, currency),
+        line_items=tuple(
+            LineItem(
+                source_id=str(item.id),
+                sku=_clean(item.sku),
+                title=item.title,
+                quantity=item.quantity,
+                unit_price=Money.from_decimal(item.price, currency),
+                total_discount=Money.from_decimal(item.total_discount, currency),
+            )
+            for item in order.line_items
+        ),
+        customer_email=email,
+        customer_source_id=customer_id,
+        placed_at=order.processed_at or order.created_at,
+        cancelled_at=order.cancelled_at,
+        closed_at=order.closed_at,
+        test=order.test,
+    )
+    if order.customer is None and email is None:
+        return None, canonical
+    return _customer(order, email, customer_id, receipt_id), canonical
+
+
+def _customer(order: ShopifyOrder, email: str | None, customer_id: str | None, receipt_id: str) -> Customer:
+    shopper = order.customer or _NOBODY
+    address = next(
+        (a for a in (order.billing_address, order.shipping_address, shopper.default_address) if _filled(a)),
+        None,
+    )
+    from_address = address or _NOWHERE
+    phone = _first_text(shopper.phone, from_address.phone, order.phone)
+    return Customer(
+        source=SOURCE,
+        source_id=customer_id,
+        # The customer is read from this order, so the order's version is the one that orders these facts.
+        source_version=order.updated_at,
+        receipt_id=receipt_id,
+        email=email,
+        first_name=_first_text(shopper.first_name, from_address.first_name),
+        last_name=_first_text(shopper.last_name, from_address.last_name),
+        phone=normalize_phone(phone, from_address.country_code),
+        address=_address(address) if address else None,
+        accepts_marketing=_accepts_marketing(order),
+        test=order.test,
+    )
+
+
+def _status(order: ShopifyOrder) -> OrderStatus:
+    if order.cancelled_at is not None:
+        return OrderStatus.CANCELLED
+    # A financial status Shopify adds later must not fail conversion; pending ranks lowest, so it overrides nothing.
+    return _FINANCIAL_STATUS.get(order.financial_status or "", OrderStatus.PENDING)
+
+
+def _presentment_total(order: ShopifyOrder) -> Money | None:
+    money_set = order.current_total_price_set or order.total_price_set
+    if money_set is None:
+        return None
+    return Money.from_decimal(money_set.presentment_money.amount, money_set.presentment_money.currency_code)
+
+
+def _shipping(order: ShopifyOrder, currency: str) -> Money | None:
+    if order.total_shipping_price_set is not None:
+        shop = order.total_shipping_price_set.shop_money
+        return Money.from_decimal(shop.amount, shop.currency_code)
+    if order.shipping_lines:
+        return Money.from_decimal(sum((Decimal(line.price) for line in order.shipping_lines), Decimal(0)), currency)
+    return None
+
+
+def _refunded(order: ShopifyOrder, currency: str) -> Money | None:
+    refunds = [
+        tx
+        for refund in order.refunds
+        for tx in refund.transactions
+        if tx.kind == "refund" and tx.status in (None, "success")
+    ]
+    # Refund transactions are in the buyer's currency; they can be summed directly only when that is the shop's.
+    if refunds and all((tx.currency or currency).upper() == currency for tx in refunds):
+        return Money.from_decimal(sum((Decimal(tx.amount) for tx in refunds), Decimal(0)), currency)
+    if order.financial_status in ("refunded", "partially_refunded") and order.current_total_price is not None:
+        # Shop-currency fallback: current_total_price is what remains after refunds (and edits).
+        difference = Decimal(order.total_price) - Decimal(order.current_total_price)
+        return Money.from_decimal(difference, currency) if difference > 0 else None
+    return None
+
+
+def _accepts_marketing(order: ShopifyOrder) -> bool | None:
+    shopper = order.customer
+    if shopper is not None:
+        consent = shopper.email_marketing_consent
+        if consent is not None and consent.state in _MARKETING_CONSENT:
+            return _MARKETING_CONSENT[consent.state]
+        if shopper.accepts_marketing is not None:
+            return shopper.accepts_marketing
+    return order.buyer_accepts_marketing
+
+
+def _address(address: ShopifyAddress) -> Address:
+    country = _clean(address.country_code)
+    return Address(
+        line1=_clean(address.address1),
+        line2=_clean(address.address2),
+        city=_clean(address.city),
+        region=_first_text(address.province_code, address.province),
+        postal_code=_clean(address.zip),
+        # Shopify writes odd placeholders for unknown countries; an address without a country beats a failed order.
+        country=country.upper() if country and len(country) == 2 and country.isascii() and country.isalpha() else None,
+    )
+
+
+def _filled(address: ShopifyAddress | None) -> bool:
+    return address is not None and any(_clean(v) for v in address.model_dump().values())
+
+
+def _money(amount: str | None, currency: str) -> Money | None:
+    return None if amount is None else Money.from_decimal(amount, currency)
+
+
+def _clean(value: str | None) -> str | None:
+    return (value.strip() or None) if value else None
+
+
+def _first_text(*values: str | None) -> str | None:
+    return next((text for text in map(_clean, values) if text), None)

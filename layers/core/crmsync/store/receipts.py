@@ -1,0 +1,110 @@
+"""Webhook receipts: one item per delivery key, claimed before anything is stored and released on failure.
+
+Item: pk=<receipt id>, status=IN_PROGRESS|ACCEPTED, token (who holds the claim), claim_expires (epoch s),
+expires_at (epoch s, the table's TTL: dedupe window), topic, archive_key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from crmsync.store import clients
+from crmsync.store.errors import ConditionFailed, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class Claim(StrEnum):
+    CLAIMED = "claimed"  # ours: go on and store the delivery
+    DUPLICATE = "duplicate"  # accepted before: answer 200, do nothing
+    IN_PROGRESS = "in_progress"  # another delivery of the same event holds a live claim
+
+
+@dataclass(frozen=True)
+class ReceiptStore:
+    table: str
+    client: DynamoDBClient | None = None
+
+    @property
+    def _ddb(self) -> DynamoDBClient:
+        return self.client or clients.dynamodb()
+
+    def claim(self, receipt_id: str, token: str, *, now: int, claim_seconds: int, retention_seconds: int) -> Claim:
+        """Take the receipt unless it is accepted or held by a live claim (an expired claim is taken over)."""
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": receipt_id},
+                    "status": {"S": "IN_PROGRESS"},
+                    "token": {"S": token},
+                    "claim_expires": {"N": str(now + claim_seconds)},
+                    "expires_at": {"N": str(now + retention_seconds)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR (#s = :progress AND claim_expires < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":progress": {"S": "IN_PROGRESS"}, ":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if not isinstance(error, ConditionFailed):
+                raise error from exc
+            old = exc.response.get("Item", {})  # type: ignore[typeddict-item]
+            status = old.get("status", {}).get("S") if isinstance(old, dict) else None
+            return Claim.IN_PROGRESS if status == "IN_PROGRESS" else Claim.DUPLICATE
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return Claim.CLAIMED
+
+    def accept(self, receipt_id: str, token: str, *, topic: str, archive_key: str, now: int) -> None:
+        """Mark our claim accepted: from now on every redelivery is a duplicate."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": receipt_id}},
+                UpdateExpression="SET #s = :accepted, topic = :topic, archive_key = :key, accepted_at = :now "
+                "REMOVE claim_expires",
+                ConditionExpression="#s = :progress AND #t = :token",
+                ExpressionAttributeNames={"#s": "status", "#t": "token"},
+                ExpressionAttributeValues={
+                    ":accepted": {"S": "ACCEPTED"},
+                    ":progress": {"S": "IN_PROGRESS"},
+                    ":token": {"S": token},
+                    ":topic": {"S": topic},
+                    ":key": {"S": archive_key},
+                    ":now": {"N": str(now)},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def release(self, receipt_id: str, token: str) -> None:
+        """Give the claim back so the sender's retry is processed; only our own, still in-progress claim."""
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": receipt_id}},
+                ConditionExpression="#s = :progress AND #t = :token",
+                ExpressionAttributeNames={"#s": "status", "#t": "token"},
+                ExpressionAttributeValues={":progress": {"S": "IN_PROGRESS"}, ":token": {"S": token}},
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if not isinstance(error, ConditionFailed):
+                raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
+    def status(self, receipt_id: str) -> str | None:
+        try:
+            item = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": receipt_id}}, ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+        found = item.get("Item")
+        return found["status"]["S"] if found else None  # type: ignore[index]

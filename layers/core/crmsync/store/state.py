@@ -1,0 +1,193 @@
+"""Canonical state in DynamoDB: every write guarded by its source version, so the newest always wins.
+
+Items (pk / sk):
+- ORDER#<external id> / STATE           one canonical order: version, rank, receipt_id, customer_id, data
+- CUSTOMER#<id>      / SRC#<source>#<source key>   what one source says about the customer (versioned alike)
+- CUSTOMER#<id>      / CRM#<backend>    the CRM ids of the customer's contact
+- ORDER#<external id> / CRM#<backend>   the CRM id of the order's deal
+- IDENTITY#<key>     / IDENTITY         identity link (email:<email>, shopify:customer:<id>) -> customer id
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from crmsync.store import clients
+from crmsync.store.errors import ConditionFailed, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+# Newer version wins; at an equal version the state further along the lifecycle wins; the same receipt may
+# write its own version again (a retried conversion must publish its events again).
+VERSION_GUARD = (
+    "attribute_not_exists(pk) OR version < :v OR (version = :v AND (#rank < :r OR (#rank = :r AND receipt_id = :rid)))"
+)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """What a versioned item holds besides its data."""
+
+    version: int  # the source version as epoch milliseconds
+    rank: int
+    receipt_id: str
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    sk: str
+    version: int
+    receipt_id: str
+    customer_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StateStore:
+    table: str
+    client: DynamoDBClient | None = None
+
+    @property
+    def _ddb(self) -> DynamoDBClient:
+        return self.client or clients.dynamodb()
+
+    # --- versioned writes -----------------------------------------------------------------------
+    def put_versioned(
+        self, pk: str, sk: str, meta: Versioned, data: dict[str, Any], *, customer_id: str | None = None
+    ) -> bool:
+        """Write unless stored state is newer; True when written, False when the write was stale."""
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": pk},
+            "sk": {"S": sk},
+            "version": {"N": str(meta.version)},
+            "rank": {"N": str(meta.rank)},
+            "receipt_id": {"S": meta.receipt_id},
+            "data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)},
+        }
+        if customer_id:
+            item["customer_id"] = {"S": customer_id}
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=VERSION_GUARD,
+                ExpressionAttributeNames={"#rank": "rank"},
+                ExpressionAttributeValues={
+                    ":v": {"N": str(meta.version)},
+                    ":r": {"N": str(meta.rank)},
+                    ":rid": {"S": meta.receipt_id},
+                },
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if isinstance(error, ConditionFailed):
+                return False
+            raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return True
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get_order(self, external_id: str) -> StoredItem | None:
+        try:
+            answer = self._ddb.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"ORDER#{external_id}"}, "sk": {"S": "STATE"}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+        item = answer.get("Item")
+        return _stored(item) if item else None
+
+    def customer_items(self, customer_id: str) -> list[StoredItem]:
+        """Every source's view of one customer (SRC# items)."""
+        items: list[StoredItem] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :src)",
+            "ExpressionAttributeValues": {":pk": {"S": f"CUSTOMER#{customer_id}"}, ":src": {"S": "SRC#"}},
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self._ddb.query(**kwargs)
+                items.extend(_stored(i) for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return items
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    # --- identity links -------------------------------------------------------------------------
+    def lookup_identity(self, key: str) -> str | None:
+        try:
+            answer = self._ddb.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"IDENTITY#{key}"}, "sk": {"S": "IDENTITY"}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+        item = answer.get("Item")
+        return item["customer_id"]["S"] if item else None  # type: ignore[index]
+
+    def link_identity(self, key: str, customer_id: str, reason: str) -> str:
+        """Link key -> customer id unless already linked; returns the customer id the key ends up with."""
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"IDENTITY#{key}"},
+                    "sk": {"S": "IDENTITY"},
+                    "customer_id": {"S": customer_id},
+                    "reason": {"S": reason},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if not isinstance(error, ConditionFailed):
+                raise error from exc
+            existing = self.lookup_identity(key)
+            return existing or customer_id
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return customer_id
+
+    # --- CRM ids --------------------------------------------------------------------------------
+    def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": pk}, "sk": {"S": f"CRM#{backend}"}},
+                UpdateExpression="SET #t = :id",
+                ExpressionAttributeNames={"#t": object_type},
+                ExpressionAttributeValues={":id": {"S": crm_id}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
+        try:
+            answer = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": f"CRM#{backend}"}})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+        item = answer.get("Item", {})
+        return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v}  # type: ignore[misc]
+
+
+def _stored(item: dict[str, Any]) -> StoredItem:
+    return StoredItem(
+        sk=item["sk"]["S"],
+        version=int(item["version"]["N"]),
+        receipt_id=item["receipt_id"]["S"],
+        customer_id=item.get("customer_id", {}).get("S"),
+        data=json.loads(item["data"]["S"]),
+    )

@@ -1,0 +1,131 @@
+"""Regenerates the sample Lambda events in events/ (run: .venv/bin/python local/make_events.py).
+
+The webhook events are signed with the local default secrets that `make run` and the tests use, so
+`sam local invoke -e events/<file>.json <Function>` and the tests exercise the very same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+EVENTS = REPO / "events"
+SHOPIFY_SECRET = "local-shopify-secret"  # noqa: S105 - the documented local default
+API_KEY = "local-operator-key"
+RECEIPT = "shopify:demo.myshopify.com:4f0a6c1e-0001"
+ARCHIVE_KEY = "raw/shopify/2026/11/20/example-orders-create"
+
+
+def api_request(method: str, path: str, resource: str, **extra: Any) -> dict[str, Any]:
+    body: bytes | None = extra.pop("body", None)
+    headers: dict[str, str] = extra.pop("headers", {})
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": extra.pop("query", None),
+        "multiValueQueryStringParameters": None,
+        "pathParameters": extra.pop("path_params", None),
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/Prod{path}",
+            "stage": "Prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": {"sourceIp": "203.0.113.24"},
+        },
+        "body": base64.b64encode(body).decode() if body is not None else None,
+        "isBase64Encoded": body is not None,
+    }
+
+
+def sqs_event(bodies: list[str], queue: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"0c1d2e3f-0000-4000-8000-00000000000{i}",
+                "receiptHandle": f"handle-{i}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1763651743000"},
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def main() -> None:
+    order = (EVENTS / "payloads" / "shopify-orders-create.json").read_bytes()
+    signature = base64.b64encode(hmac.new(SHOPIFY_SECRET.encode(), order, hashlib.sha256).digest()).decode()
+    shopify_headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Hmac-Sha256": signature,
+        "X-Shopify-Shop-Domain": "demo.myshopify.com",
+        "X-Shopify-Webhook-Id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        "X-Shopify-Event-Id": "4f0a6c1e-0001",
+        "X-Shopify-Triggered-At": "2026-11-20T15:15:43.000000Z",
+        "X-Shopify-API-Version": "2025-10",
+    }
+    ingest_message = {
+        "receipt_id": RECEIPT,
+        "source": "shopify",
+        "topic": "orders/create",
+        "archive_key": ARCHIVE_KEY,
+        "received_at": "2026-11-20T15:15:44Z",
+        "correlation_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        "account": "demo.myshopify.com",
+    }
+    order_placed = {
+        "version": "0",
+        "id": "5b1f5c5e-6a54-4b43-9e0c-2f5c8f2f0a01",
+        "detail-type": "order.placed",
+        "source": "crmsync",
+        "account": "123456789012",
+        "time": "2026-11-20T15:15:45Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "entity": "order",
+            "key": "shopify:order:5678901234567",
+            "customer_id": "cus_0123456789abcdef0123",
+            "source": "shopify",
+            "source_id": "5678901234567",
+            "source_version": "2026-11-20T15:15:43Z",
+            "receipt_id": RECEIPT,
+            "correlation_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "data": None,
+        },
+    }
+    files: dict[str, Any] = {
+        "ingest-shopify-orders-create.json": api_request(
+            "POST", "/webhooks/shopify", "/webhooks/{source}", body=order, headers=shopify_headers,
+            path_params={"source": "shopify"},
+        ),
+        "convert-shopify-orders-create.json": sqs_event([json.dumps(ingest_message)], "crmsync-IngestQueue"),
+        "crm-writer-order-placed.json": sqs_event([json.dumps(order_placed)], "crmsync-CrmQueue"),
+        "api-health.json": api_request("GET", "/health", "/health"),
+        "api-local-crm-contacts.json": api_request(
+            "GET", "/local-crm/contacts", "/local-crm/{type}", headers={"x-api-key": API_KEY},
+            path_params={"type": "contacts"},
+        ),
+    }  # fmt: skip
+    for name, event in files.items():
+        (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n")
+        print(f"wrote events/{name}")
+
+
+if __name__ == "__main__":
+    main()
