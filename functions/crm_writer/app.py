@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,8 +30,6 @@ def deps(settings: Settings) -> WriterDeps:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Hand-written instead of Powertools' BatchProcessor: the whole batch is flushed to the CRM in one set
     # of batch calls, which a per-record handler cannot express.
-    import json
-
     records = event.get("Records") or []
     parsed: list[tuple[str, DomainEvent]] = []
     failures: list[dict[str, str]] = []
@@ -47,5 +46,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         except Exception:
             logger.exception("crm write failed; the batch will be retried", events=len(parsed))
             failures.extend({"itemIdentifier": message_id} for message_id, _ in parsed)
-    metrics.add_metric(name="CrmEventsWritten", unit="Count", value=len(parsed) - len(failures))
+        else:
+            metrics.add_metric(name="CrmEventsWritten", unit="Count", value=len(parsed))
     return {"batchItemFailures": failures}

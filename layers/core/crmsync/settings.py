@@ -35,9 +35,5 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls) -> Settings:
-        values = {
-            name: os.environ[env]
-            for name in cls.model_fields
-            if (env := ENV_NAMES.get(name, name.upper())) in os.environ
-        }
+        values = {name: os.environ[env] for name in cls.model_fields if (env := ENV_NAMES.get(name, name.upper())) in os.environ}
         return cls.model_validate(values)

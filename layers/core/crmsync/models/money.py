@@ -6,32 +6,12 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, field_validator
 
 # Hand-written: no small maintained library exposes ISO 4217 minor units (babel would, but is heavy for a Lambda layer).
-_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        [
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-    **dict.fromkeys(["CLF", "UYW"], 4),
+_NON_DEFAULT_EXPONENTS = {
+    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    3: "BHD IQD JOD KWD LYD OMR TND",
+    4: "CLF UYW",
 }
+_EXPONENTS = {code: exponent for exponent, codes in _NON_DEFAULT_EXPONENTS.items() for code in codes.split()}
 
 
 def currency_exponent(currency: str) -> int:

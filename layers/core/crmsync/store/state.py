@@ -97,9 +97,7 @@ class StateStore:
     def get_order(self, external_id: str) -> StoredItem | None:
         try:
             answer = self._ddb.get_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"ORDER#{external_id}"}, "sk": {"S": "STATE"}},
-                ConsistentRead=True,
+                TableName=self.table, Key={"pk": {"S": f"ORDER#{external_id}"}, "sk": {"S": "STATE"}}, ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
