@@ -67,7 +67,7 @@ def safe_aws_env(endpoint: str, work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",  # noqa: S105 - ministack's dummy credentials
+        AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 - ministack dummy credentials
         AWS_REGION=REGION,
         AWS_DEFAULT_REGION=REGION,
         AWS_ENDPOINT_URL=endpoint,
@@ -133,7 +133,9 @@ class Stack:
         import boto3
 
         return boto3.session.Session(
-            aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION  # noqa: S106
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106 - ministack dummy credentials
+            region_name=REGION,
         ).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
 
     # --- sam build / deploy --------------------------------------------------------------------
@@ -240,9 +242,9 @@ class Stack:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = forward  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = forward
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 if os.environ.get("CRMSYNC_FORWARDER_LOG") == "1":
                     super().log_message(format, *args)
 
@@ -283,6 +285,7 @@ def print_welcome(stack: Stack, seconds: float) -> None:
     url = f"http://{LOOPBACK}:{stack.port}"
     s = stack.secrets
     sample = "events/payloads/shopify-orders-create.json"
+    secret = s["SHOPIFY_WEBHOOK_SECRET"]
     print(
         f"""
 crmsync is running: stack {stack.name}, ready in {seconds:.1f} s (Ctrl-C stops it)
@@ -302,7 +305,7 @@ Send a signed Shopify orders/create webhook:
   curl -sS {url}/webhooks/shopify -H 'Content-Type: application/json' \\
     -H 'X-Shopify-Topic: orders/create' -H 'X-Shopify-Shop-Domain: demo.myshopify.com' \\
     -H "X-Shopify-Event-Id: $(date +%s%N)" \\
-    -H "X-Shopify-Hmac-Sha256: $(openssl dgst -sha256 -hmac '{s["SHOPIFY_WEBHOOK_SECRET"]}' -binary < {sample} | base64)" \\
+    -H "X-Shopify-Hmac-Sha256: $(openssl dgst -sha256 -hmac '{secret}' -binary < {sample} | base64)" \\
     --data-binary @{sample}
 
 Then see the contact and the deal in the local CRM:

@@ -121,4 +121,4 @@ def start_stack(sam_build: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def stack(start_stack: Any) -> LocalStack:
-    return start_stack()  # type: ignore[no-any-return]
+    return start_stack()

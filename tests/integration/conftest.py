@@ -58,7 +58,7 @@ class Aws:
     crm_queue_url: str
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name="us-east-1")
+        return boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
 
     def receive_all(self, queue_url: str) -> list[dict[str, Any]]:
         sqs = self.client("sqs")
@@ -118,7 +118,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     with mock_aws():
         clients.reset()
         parameters.clear_caches()
-        parameters.base.DEFAULT_PROVIDERS.clear()
+        parameters.base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
         env: dict[str, str] = {"CRM_BACKEND": "local"}
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         resources = template_resources()
@@ -153,12 +153,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             monkeypatch.setenv(name, value)
         yield Aws(env=env, crm_queue_url=crm_queue_url)
         clients.reset()
-        parameters.base.DEFAULT_PROVIDERS.clear()
+        parameters.base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
 
 
 def api_event(
-    method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-    query: dict[str, str] | None = None, path_params: dict[str, str] | None = None, resource: str | None = None,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    path_params: dict[str, str] | None = None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event as the deployed API sends it (binary media type */*: base64 bodies)."""
     return {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from api import app as api_app
 
+from api import app as api_app
 from tests.integration.conftest import api_event
 
 KEY = "local-operator-key"
@@ -52,7 +52,8 @@ def test_local_crm_needs_the_operator_key(aws, lambda_context, key, reason):
 def test_sample_event_lists_contacts(aws, records, load_event, lambda_context):
     answer = api_app.lambda_handler(load_event("api-local-crm-contacts.json"), lambda_context)
     assert answer["statusCode"] == 200
-    assert [r["properties"]["email"] for r in json.loads(answer["body"])["results"]] == ["a@example.com", "b@example.com"]
+    emails = [r["properties"]["email"] for r in json.loads(answer["body"])["results"]]
+    assert emails == ["a@example.com", "b@example.com"]
 
 
 def test_filters_by_property_and_limits(aws, records, lambda_context):
@@ -96,5 +97,5 @@ def test_upsert_by_the_same_key_updates_the_same_record(aws, records, lambda_con
     [result] = crm.upsert("contacts", [UpsertInput("email", "a@example.com", {"country": "FR"})])
     # Then the same record is updated and its other properties kept
     assert not result.created
-    status, body = call(lambda_context, f"/local-crm/contacts/{result.id}")
+    _, body = call(lambda_context, f"/local-crm/contacts/{result.id}")
     assert body["properties"] == {"email": "a@example.com", "country": "FR"}

@@ -8,9 +8,9 @@ import hmac
 import json
 
 import pytest
-from ingest import app as ingest_app
 
 from crmsync.store import clients
+from ingest import app as ingest_app
 from tests.conftest import EVENTS
 from tests.integration.conftest import api_event
 
@@ -27,8 +27,13 @@ def webhook():
     """Build a Shopify webhook API event; signed with the local secret unless told otherwise."""
 
     def build(
-        body: bytes = ORDER, *, topic: str = "orders/create", event_id: str = "evt-1", signature: str | None = None,
-        source: str = "shopify", drop: tuple[str, ...] = (),
+        body: bytes = ORDER,
+        *,
+        topic: str = "orders/create",
+        event_id: str = "evt-1",
+        signature: str | None = None,
+        source: str = "shopify",
+        drop: tuple[str, ...] = (),
     ) -> dict:
         headers = {
             "X-Shopify-Topic": topic,
@@ -40,7 +45,11 @@ def webhook():
         }
         headers = {k: v for k, v in headers.items() if k not in drop}
         return api_event(
-            "POST", f"/webhooks/{source}", body=body, headers=headers, path_params={"source": source},
+            "POST",
+            f"/webhooks/{source}",
+            body=body,
+            headers=headers,
+            path_params={"source": source},
             resource="/webhooks/{source}",
         )
 
@@ -76,7 +85,9 @@ def test_signed_order_is_archived_byte_for_byte_and_enqueued(aws, webhook, lambd
     assert queued["account"] == "demo.myshopify.com"
     archived = aws.client("s3").get_object(Bucket=aws.env["ARCHIVE_BUCKET"], Key=queued["archive_key"])
     assert archived["Body"].read() == ORDER
-    receipt = aws.client("dynamodb").get_item(TableName=aws.env["RECEIPTS_TABLE"], Key={"pk": {"S": body["receipt_id"]}})
+    receipt = aws.client("dynamodb").get_item(
+        TableName=aws.env["RECEIPTS_TABLE"], Key={"pk": {"S": body["receipt_id"]}}
+    )
     assert receipt["Item"]["status"]["S"] == "ACCEPTED"
     assert int(receipt["Item"]["expires_at"]["N"]) - int(receipt["Item"]["accepted_at"]["N"]) >= 30 * 86400
 
@@ -142,7 +153,8 @@ def test_topic_we_do_not_handle_is_acknowledged_but_not_processed(aws, webhook, 
 
 def test_rotated_secrets_accept_old_and_new(aws, webhook, lambda_context, monkeypatch):
     # Given the secret holds the new secret first and the old one second
-    aws.client("secretsmanager").put_secret_value(SecretId=aws.env["SHOPIFY_SECRET_ID"], SecretString="new-one, " + SECRET)
+    secrets = aws.client("secretsmanager")
+    secrets.put_secret_value(SecretId=aws.env["SHOPIFY_SECRET_ID"], SecretString="new-one, " + SECRET)
     # When deliveries signed with either arrive, Then both are accepted
     assert call(webhook(event_id="a"), lambda_context)[1]["status"] == "accepted"
     assert call(webhook(event_id="b", signature=sign(ORDER, "new-one")), lambda_context)[1]["status"] == "accepted"

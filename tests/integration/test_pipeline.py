@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from api import app as api_app
 from convert import app as convert_app
 from crm_writer import app as writer_app
 from ingest import app as ingest_app
-
 from tests.conftest import EVENTS
 from tests.integration.conftest import api_event
 
@@ -55,8 +55,12 @@ def drain(aws, lambda_context) -> dict:
 
 def local_crm(lambda_context, object_type: str, **query: str) -> list[dict]:
     event = api_event(
-        "GET", f"/local-crm/{object_type}", headers={"x-api-key": "local-operator-key"}, query=query or None,
-        path_params={"type": object_type}, resource="/local-crm/{type}",
+        "GET",
+        f"/local-crm/{object_type}",
+        headers={"x-api-key": "local-operator-key"},
+        query=query or None,
+        path_params={"type": object_type},
+        resource="/local-crm/{type}",
     )
     answer = api_app.lambda_handler(event, lambda_context)
     assert answer["statusCode"] == 200, answer
@@ -73,7 +77,10 @@ def test_order_becomes_a_contact_and_an_associated_deal(aws, deliver, lambda_con
     assert (props["firstname"], props["lastname"]) == ("Ada", "Lovelace")
     assert props["phone"] == "+15024581234"
     assert (props["address"], props["city"], props["zip"], props["country"]) == (
-        "1200 Bardstown Rd", "Louisville", "40204", "US",
+        "1200 Bardstown Rd",
+        "Louisville",
+        "40204",
+        "US",
     )
     assert props["crmsync_external_id"].startswith("crmsync:customer:cus_")
     # And the order is one deal with amount, currency, name and stage, associated both ways

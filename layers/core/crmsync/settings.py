@@ -35,5 +35,9 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls) -> Settings:
-        values = {name: os.environ[env] for name in cls.model_fields if (env := ENV_NAMES.get(name, name.upper())) in os.environ}
+        values = {}
+        for name in cls.model_fields:
+            env = ENV_NAMES.get(name, name.upper())
+            if env in os.environ:
+                values[name] = os.environ[env]
         return cls.model_validate(values)

@@ -11,9 +11,14 @@ from crmsync.sources import shopify
 
 
 class WebhookSource(Protocol):
-    name: str
-    secret_setting: str  # which Settings field holds the secret's id
-    handled_topics: frozenset[str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def secret_setting(self) -> str:
+        """Which Settings field holds the id of this source's secret."""
+        ...
+    @property
+    def handled_topics(self) -> frozenset[str]: ...
 
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> None: ...
     def topic(self, headers: Mapping[str, str]) -> str | None: ...
@@ -24,7 +29,7 @@ class WebhookSource(Protocol):
 @dataclass(frozen=True)
 class ShopifyWebhooks:
     name: str = "shopify"
-    secret_setting: str = "shopify_secret_id"
+    secret_setting: str = "shopify_secret_id"  # noqa: S105 - the name of a setting, not a secret
     handled_topics: frozenset[str] = shopify.ORDER_TOPICS
 
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> None:

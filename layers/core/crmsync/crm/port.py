@@ -29,7 +29,10 @@ class Association:
 
 
 class CrmPort(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The backend's name, under which CRM ids are recorded in state."""
+        ...
 
     def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
         """Create or update each input; results in the same order as the inputs."""

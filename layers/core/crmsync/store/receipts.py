@@ -55,7 +55,7 @@ class ReceiptStore:
             error = translate(exc)
             if not isinstance(error, ConditionFailed):
                 raise error from exc
-            old = exc.response.get("Item", {})  # type: ignore[typeddict-item]
+            old = exc.response.get("Item", {})
             status = old.get("status", {}).get("S") if isinstance(old, dict) else None
             return Claim.IN_PROGRESS if status == "IN_PROGRESS" else Claim.DUPLICATE
         except BotoCoreError as exc:
@@ -107,4 +107,4 @@ class ReceiptStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
         found = item.get("Item")
-        return found["status"]["S"] if found else None  # type: ignore[index]
+        return found["status"]["S"] if found else None

@@ -13,8 +13,3 @@ def secret_values(secret_id: str, *, max_age: int = 300) -> list[str]:
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     return [part.strip() for part in text.split(",") if part.strip()]
 
-
-def clear_cache() -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()

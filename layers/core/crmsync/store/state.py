@@ -97,7 +97,9 @@ class StateStore:
     def get_order(self, external_id: str) -> StoredItem | None:
         try:
             answer = self._ddb.get_item(
-                TableName=self.table, Key={"pk": {"S": f"ORDER#{external_id}"}, "sk": {"S": "STATE"}}, ConsistentRead=True
+                TableName=self.table,
+                Key={"pk": {"S": f"ORDER#{external_id}"}, "sk": {"S": "STATE"}},
+                ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
@@ -134,7 +136,7 @@ class StateStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
         item = answer.get("Item")
-        return item["customer_id"]["S"] if item else None  # type: ignore[index]
+        return item["customer_id"]["S"] if item else None
 
     def link_identity(self, key: str, customer_id: str, reason: str) -> str:
         """Link key -> customer id unless already linked; returns the customer id the key ends up with."""
@@ -178,7 +180,7 @@ class StateStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
         item = answer.get("Item", {})
-        return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v}  # type: ignore[misc]
+        return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v}
 
 
 def _stored(item: dict[str, Any]) -> StoredItem:
