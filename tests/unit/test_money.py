@@ -113,7 +113,7 @@ def test_currency_must_be_three_letters(currency: str) -> None:
 def test_float_amount_is_refused_by_the_model() -> None:
     # Given a float already in minor units / When Money is validated / Then it is refused, even if integral
     with pytest.raises(ValidationError):
-        Money(amount=1.0, currency="USD")  # type: ignore[arg-type]
+        Money(amount=1.0, currency="USD")
 
 
 def test_integral_decimal_amount_is_accepted() -> None:

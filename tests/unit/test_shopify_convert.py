@@ -431,7 +431,8 @@ def test_customer_object_without_any_email_still_makes_a_customer(sample: Shopif
 
 def test_customer_phone_comes_before_the_address_phone(sample: ShopifyOrder) -> None:
     # Given a valid customer phone and a valid billing phone / Then the customer's is used, in the address's region
-    assert sample.customer is not None and sample.billing_address is not None
+    assert sample.customer is not None
+    assert sample.billing_address is not None
     both = sample.model_copy(
         update={
             "customer": sample.customer.model_copy(update={"phone": "(502) 555-0142"}),
