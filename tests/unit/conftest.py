@@ -1,4 +1,4 @@
-"""Fixtures for the unit suite: Shopify payloads read from tests/fixtures/shopify/."""
+"""Fixtures for the unit suite: Shopify payloads read from tests/fixtures/shopify/; no sockets at all."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -8,6 +8,11 @@ import pytest
 from crmsync.sources.shopify import ShopifyOrder, parse_order
 
 SHOPIFY_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shopify"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(socket_disabled: None) -> None:
+    """Unit tests are pure: any socket (an AWS call, a forgotten client) fails the test (pytest-socket)."""
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ class WebhookSource(Protocol):
     def secret_setting(self) -> str:
         """Which Settings field holds the id of this source's secret."""
         ...
+
     @property
     def handled_topics(self) -> frozenset[str]: ...
 

@@ -12,4 +12,3 @@ def secret_values(secret_id: str, *, max_age: int = 300) -> list[str]:
     raw = parameters.get_secret(secret_id, max_age=max_age)
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     return [part.strip() for part in text.split(",") if part.strip()]
-
