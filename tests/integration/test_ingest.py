@@ -182,18 +182,23 @@ def test_a_failure_after_the_claim_releases_it_so_the_retry_is_processed(aws, we
     assert call(webhook(), lambda_context)[1]["status"] == "accepted"
 
 
-def test_a_delivery_in_progress_elsewhere_is_answered_409(aws, webhook, lambda_context):
-    # Given another delivery of the same event holds a live claim
+def hold_claim(aws, *, token: str, claim_expires: int) -> None:
+    """Put an in-progress claim on evt-1 as another (or a crashed) delivery would have left it."""
     aws.client("dynamodb").put_item(
         TableName=aws.env["RECEIPTS_TABLE"],
         Item={
             "pk": {"S": "shopify:demo.myshopify.com:evt-1"},
             "status": {"S": "IN_PROGRESS"},
-            "token": {"S": "other"},
-            "claim_expires": {"N": "99999999999"},
+            "token": {"S": token},
+            "claim_expires": {"N": str(claim_expires)},
             "expires_at": {"N": "99999999999"},
         },
     )
+
+
+def test_a_delivery_in_progress_elsewhere_is_answered_409(aws, webhook, lambda_context):
+    # Given another delivery of the same event holds a live claim
+    hold_claim(aws, token="other", claim_expires=99999999999)
     # When this delivery arrives, Then it is told to retry later
     status, body = call(webhook(), lambda_context)
     assert status == 409
@@ -202,15 +207,6 @@ def test_a_delivery_in_progress_elsewhere_is_answered_409(aws, webhook, lambda_c
 
 def test_an_expired_claim_is_taken_over(aws, webhook, lambda_context):
     # Given a claim left by a crashed delivery, long expired
-    aws.client("dynamodb").put_item(
-        TableName=aws.env["RECEIPTS_TABLE"],
-        Item={
-            "pk": {"S": "shopify:demo.myshopify.com:evt-1"},
-            "status": {"S": "IN_PROGRESS"},
-            "token": {"S": "crashed"},
-            "claim_expires": {"N": "1"},
-            "expires_at": {"N": "99999999999"},
-        },
-    )
+    hold_claim(aws, token="crashed", claim_expires=1)
     # When the retry arrives, Then it is accepted
     assert call(webhook(), lambda_context)[1]["status"] == "accepted"

@@ -40,6 +40,33 @@ def _input(mapping: ObjectMapping, view: dict[str, Any]) -> UpsertInput | None:
     return None
 
 
+def _upsert_all(
+    deps: WriterDeps,
+    object_type: str,
+    mapping: ObjectMapping,
+    views: dict[str, dict[str, Any]],
+    summary: WriteSummary,
+    *,
+    state_pk: str,
+) -> dict[str, str]:
+    """Upsert every view in one CRM call and record the CRM ids in state; returns entity key -> CRM id."""
+    inputs: list[tuple[str, UpsertInput]] = []
+    for key, view in views.items():
+        upsert = _input(mapping, view)
+        if upsert is None:
+            summary.skipped.append(key)
+        else:
+            inputs.append((key, upsert))
+    if not inputs:
+        return {}
+    results = deps.crm.upsert(object_type, [upsert for _, upsert in inputs])
+    ids: dict[str, str] = {}
+    for (key, _), result in zip(inputs, results, strict=True):
+        ids[key] = result.id
+        deps.state.record_crm_id(f"{state_pk}{key}", deps.crm.name, object_type.removesuffix("s"), result.id)
+    return ids
+
+
 def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummary:
     summary = WriteSummary()
     order_keys = list(dict.fromkeys(e.key for e in events if e.entity == "order"))
@@ -55,32 +82,10 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
         if stored.customer_id and stored.customer_id not in customer_ids:
             customer_ids.append(stored.customer_id)
 
-    contact_inputs: list[tuple[str, UpsertInput]] = []
-    for customer_id in customer_ids:
-        items = deps.state.customer_items(customer_id)
-        upsert = _input(deps.mapping.contacts, customer_view(customer_id, items)) if items else None
-        if upsert is None:
-            summary.skipped.append(customer_id)
-            continue
-        contact_inputs.append((customer_id, upsert))
-    if contact_inputs:
-        results = deps.crm.upsert("contacts", [i for _, i in contact_inputs])
-        for (customer_id, _), result in zip(contact_inputs, results, strict=True):
-            summary.contacts[customer_id] = result.id
-            deps.state.record_crm_id(f"CUSTOMER#{customer_id}", deps.crm.name, "contact", result.id)
-
-    deal_inputs: list[tuple[str, UpsertInput]] = []
-    for key, view in orders.items():
-        upsert = _input(deps.mapping.deals, view)
-        if upsert is None:
-            summary.skipped.append(key)
-            continue
-        deal_inputs.append((key, upsert))
-    if deal_inputs:
-        results = deps.crm.upsert("deals", [i for _, i in deal_inputs])
-        for (key, _), result in zip(deal_inputs, results, strict=True):
-            summary.deals[key] = result.id
-            deps.state.record_crm_id(f"ORDER#{key}", deps.crm.name, "deal", result.id)
+    customers = {cid: customer_view(cid, items) for cid in customer_ids if (items := deps.state.customer_items(cid))}
+    summary.skipped.extend(cid for cid in customer_ids if cid not in customers)
+    summary.contacts = _upsert_all(deps, "contacts", deps.mapping.contacts, customers, summary, state_pk="CUSTOMER#")
+    summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, orders, summary, state_pk="ORDER#")
 
     pairs = [
         Association(from_id=summary.deals[key], to_id=summary.contacts[view["customer_id"]])

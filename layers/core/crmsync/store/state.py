@@ -94,16 +94,17 @@ class StateStore:
         return True
 
     # --- reads ----------------------------------------------------------------------------------
-    def get_order(self, external_id: str) -> StoredItem | None:
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         try:
             answer = self._ddb.get_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"ORDER#{external_id}"}, "sk": {"S": "STATE"}},
-                ConsistentRead=True,
+                TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
-        item = answer.get("Item")
+        return answer.get("Item")
+
+    def get_order(self, external_id: str) -> StoredItem | None:
+        item = self._get(f"ORDER#{external_id}", "STATE")
         return _stored(item) if item else None
 
     def customer_items(self, customer_id: str) -> list[StoredItem]:
@@ -127,16 +128,8 @@ class StateStore:
 
     # --- identity links -------------------------------------------------------------------------
     def lookup_identity(self, key: str) -> str | None:
-        try:
-            answer = self._ddb.get_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"IDENTITY#{key}"}, "sk": {"S": "IDENTITY"}},
-                ConsistentRead=True,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
-        item = answer.get("Item")
-        return item["customer_id"]["S"] if item else None
+        item = self._get(f"IDENTITY#{key}", "IDENTITY")
+        return str(item["customer_id"]["S"]) if item else None
 
     def link_identity(self, key: str, customer_id: str, reason: str) -> str:
         """Link key -> customer id unless already linked; returns the customer id the key ends up with."""
@@ -175,11 +168,7 @@ class StateStore:
             raise translate(exc) from exc
 
     def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
-        try:
-            answer = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": f"CRM#{backend}"}})
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
-        item = answer.get("Item", {})
+        item = self._get(pk, f"CRM#{backend}") or {}
         return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v}
 
 
