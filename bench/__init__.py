@@ -1,0 +1,1 @@
+"""crmsync benchmarks (`make bench`): ratios against baselines measured in the same run."""
