@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from crmsync.sources.shopify import SignatureError, sign, verify
+from crmsync.sources.base import SignatureError
+from crmsync.sources.shopify import sign, verify
 
 SECRET = "shpss_current_secret"
 OLD_SECRET = "shpss_previous_secret"

@@ -9,33 +9,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crmsync.identity import resolve_customer_id
 from crmsync.messages import DetailType, DomainEvent
+from crmsync.models import Dispute, Order, Payment, Refund
 from crmsync.observability import logger
-from crmsync.sources import shopify
+from crmsync.sources.base import Converted, UnsupportedTopic
 from crmsync.store.state import StateStore, Versioned
+from crmsync.webhooks import SOURCES
 
 if TYPE_CHECKING:
     from crmsync.messages import IngestMessage
-    from crmsync.models import Customer, Order
+    from crmsync.models import Customer
+    from crmsync.sources.base import Entity
     from crmsync.store.archive import RawArchive
     from crmsync.store.bus import EventBus
 
 MAX_DETAIL_BYTES = 200_000  # EventBridge takes 256 KB an entry; bigger entities travel by key only
 
-ORDER_EVENTS: dict[str, DetailType] = {
-    shopify.TOPIC_ORDERS_CREATE: DetailType.ORDER_PLACED,
-    shopify.TOPIC_ORDERS_UPDATED: DetailType.ORDER_UPDATED,
-    shopify.TOPIC_ORDERS_PAID: DetailType.ORDER_PAID,
-    shopify.TOPIC_ORDERS_CANCELLED: DetailType.ORDER_CANCELLED,
-    shopify.TOPIC_ORDERS_FULFILLED: DetailType.ORDER_FULFILLED,
-}
+# State partition of each entity kind: <KIND>#<external id>.
+KINDS: dict[type[Any], str] = {Order: "ORDER", Payment: "PAYMENT", Refund: "REFUND", Dispute: "DISPUTE"}
 
-
-class UnsupportedTopic(ValueError):
-    """A message whose source and topic no converter handles (ingest should not have accepted it)."""
+__all__ = ["KINDS", "ConvertDeps", "UnsupportedTopic", "convert_message", "to_canonical"]
 
 
 @dataclass(frozen=True)
@@ -50,53 +46,75 @@ def epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def to_canonical(message: IngestMessage, body: bytes) -> tuple[Customer | None, Order]:
-    if message.source == "shopify" and message.topic in ORDER_EVENTS:
-        return shopify.order_to_canonical(shopify.parse_order(body), receipt_id=message.receipt_id)
-    raise UnsupportedTopic(f"no converter for {message.source} {message.topic}")
+def to_canonical(message: IngestMessage, body: bytes) -> Converted:
+    source = SOURCES.get(message.source)
+    if source is None:
+        raise UnsupportedTopic(f"no converter for source {message.source}")
+    return source.convert(message.topic, body, receipt_id=message.receipt_id)
 
 
 def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str, str]]:
     """Convert one accepted webhook; returns the (detail-type, detail) pairs it published."""
-    customer, order = to_canonical(message, deps.archive.get(message.archive_key))
+    converted = to_canonical(message, deps.archive.get(message.archive_key))
     events: list[tuple[str, str]] = []
 
-    customer_id: str | None = None
-    if customer is not None:
-        kwargs = {"new_id": deps.new_customer_id} if deps.new_customer_id else {}
-        customer_id = resolve_customer_id(customer, deps.state, **kwargs)
-    if customer is not None and customer_id is not None:
-        source_key = customer.source_id or customer.email or "-"
+    customer_id = _write_customer(converted.customer, message, deps, events)
+    for detail_type, entity in converted.entities:
+        kind = KINDS[type(entity)]
         written = deps.state.put_versioned(
-            f"CUSTOMER#{customer_id}",
-            f"SRC#{customer.source}#{source_key}",
-            Versioned(epoch_ms(customer.source_version), 0, message.receipt_id),
-            customer.model_dump(mode="json"),
+            f"{kind}#{entity.external_id}",
+            "STATE",
+            Versioned(epoch_ms(entity.source_version), entity.rank, message.receipt_id),
+            entity.model_dump(mode="json"),
+            customer_id=customer_id,
         )
         if written:
-            events.append(_event(DetailType.CUSTOMER_UPSERTED, message, customer, customer_id, customer_id))
-
-    written = deps.state.put_versioned(
-        f"ORDER#{order.external_id}",
-        "STATE",
-        Versioned(epoch_ms(order.source_version), order.status.rank, message.receipt_id),
-        order.model_dump(mode="json"),
-        customer_id=customer_id,
-    )
-    if written:
-        events.append(_event(ORDER_EVENTS[message.topic], message, order, order.external_id, customer_id))
-    else:
-        logger.info("stale order version ignored", order=order.external_id, receipt_id=message.receipt_id)
+            events.append(_event(detail_type, message, entity, kind.lower(), entity.external_id, customer_id))
+        else:
+            logger.info("stale version ignored", entity=entity.external_id, receipt_id=message.receipt_id)
+    for notice in converted.notices:
+        detail = DomainEvent(
+            entity="notice", key=notice.key, customer_id=customer_id, source=message.source, source_id=None,
+            source_version=message.received_at, receipt_id=message.receipt_id, correlation_id=message.correlation_id,
+            data=notice.data,
+        )  # fmt: skip
+        events.append((notice.detail_type.value, detail.model_dump_json()))
 
     deps.bus.publish(events)
     return events
 
 
+def _write_customer(
+    customer: Customer | None, message: IngestMessage, deps: ConvertDeps, events: list[tuple[str, str]]
+) -> str | None:
+    if customer is None:
+        return None
+    kwargs = {"new_id": deps.new_customer_id} if deps.new_customer_id else {}
+    customer_id = resolve_customer_id(customer, deps.state, **kwargs)
+    if customer_id is None:
+        return None
+    source_key = customer.source_id or customer.email or "-"
+    written = deps.state.put_versioned(
+        f"CUSTOMER#{customer_id}",
+        f"SRC#{customer.source}#{source_key}",
+        Versioned(epoch_ms(customer.source_version), 0, message.receipt_id),
+        customer.model_dump(mode="json"),
+    )
+    if written:
+        events.append(_event(DetailType.CUSTOMER_UPSERTED, message, customer, "customer", customer_id, customer_id))
+    return customer_id
+
+
 def _event(
-    detail_type: DetailType, message: IngestMessage, entity: Customer | Order, key: str, customer_id: str | None
+    detail_type: DetailType,
+    message: IngestMessage,
+    entity: Customer | Entity,
+    kind: str,
+    key: str,
+    customer_id: str | None,
 ) -> tuple[str, str]:
     event = DomainEvent(
-        entity="customer" if detail_type is DetailType.CUSTOMER_UPSERTED else "order",
+        entity=kind,
         key=key,
         customer_id=customer_id,
         source=entity.source,

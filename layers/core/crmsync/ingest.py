@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from crmsync.messages import IngestMessage
 from crmsync.observability import logger, metrics
-from crmsync.sources.shopify import SignatureError
+from crmsync.sources.base import SignatureError
 from crmsync.store.archive import RawArchive
 from crmsync.store.queue import Queue
 from crmsync.store.receipts import Claim, ReceiptStore
@@ -67,6 +67,8 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
         return error(404, "unknown webhook source")
     if len(request.body) > deps.max_body_bytes:
         return error(413, f"body larger than {deps.max_body_bytes} bytes")
+    if source.is_ping(request.body, request.headers):
+        return WebhookAnswer(200, {"status": "ignored", "receipt_id": None})
     secrets = deps.secrets(source.secret_setting)
     if not secrets:
         logger.error("webhook secret not configured", source=source.name)
@@ -77,13 +79,13 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
         metrics.add_metric(name="WebhookRejected", unit="Count", value=1)
         return error(401, str(exc))
     try:
-        json.loads(request.body)
+        payload = json.loads(request.body)
     except ValueError:
         return error(400, "body is not JSON")
-    topic = source.topic(request.headers)
+    topic = source.topic(request.headers, payload)
     if not topic:
-        return error(400, "missing topic header")
-    receipt_id = source.receipt_id(request.headers, request.body)
+        return error(400, "missing topic")
+    receipt_id = source.receipt_id(request.headers, payload, request.body)
     if topic not in source.handled_topics:
         metrics.add_metric(name="WebhookIgnored", unit="Count", value=1)
         return WebhookAnswer(200, {"status": "ignored", "receipt_id": receipt_id})
@@ -110,7 +112,7 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
             archive_key=key,
             received_at=received_at,
             correlation_id=request.correlation_id or receipt_id,
-            account=source.account(request.headers),
+            account=source.account(request.headers, payload),
         )
         deps.queue.send(message.model_dump_json())
         deps.receipts.accept(receipt_id, token, topic=topic, archive_key=key, now=int(now))

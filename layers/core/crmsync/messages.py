@@ -48,8 +48,8 @@ class DomainEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    entity: Literal["customer", "order"]
-    key: str  # canonical customer id, or the order's external id ("shopify:order:123")
+    entity: Literal["customer", "order", "payment", "refund", "dispute", "notice"]
+    key: str  # canonical customer id, or the entity's external id ("shopify:order:123", "stripe:payment:pi_1")
     customer_id: str | None
     source: str
     source_id: str | None

@@ -41,6 +41,20 @@ def normalize_phone(value: str | None, region: str | None) -> str | None:
     return e164
 
 
+@lru_cache(maxsize=1024)
+def normalize_country(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 for a code or an English name ("us", "USA", "United States" -> "US"); None if unknown."""
+    if not value or not value.strip():
+        return None
+    import pycountry  # lazily: its database loads on first use, and only converters need it
+
+    try:
+        country = pycountry.countries.lookup(value.strip())
+    except LookupError:
+        return None
+    return str(country.alpha_2)
+
+
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
 

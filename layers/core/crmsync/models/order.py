@@ -62,6 +62,11 @@ class Order(BaseModel):
     cancelled_at: UtcDatetime | None
     closed_at: UtcDatetime | None
     test: bool = False
+    transaction_ids: tuple[str, ...] = ()  # payment ids this order quotes (Woo transaction_id, Shopify receipts)
+
+    @property
+    def rank(self) -> int:
+        return self.status.rank
 
     @field_validator("customer_email")
     @classmethod
