@@ -831,6 +831,12 @@ class MemoryState:
     def get_order(self, external_id: str) -> StoredItem | None:
         return self.orders.get(external_id)
 
+    def get_entity(self, kind: str, external_id: str) -> StoredItem | None:
+        return self.orders.get(external_id) if kind == "ORDER" else None
+
+    def find_link(self, refs: list[str]) -> str | None:
+        return None
+
     def customer_items(self, customer_id: str) -> list[StoredItem]:
         return list(self.customers.get(customer_id, {}).values())
 

@@ -130,6 +130,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
                 AttributeDefinitions=props["AttributeDefinitions"],
                 KeySchema=props["KeySchema"],
                 BillingMode=props["BillingMode"],
+                **(
+                    {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]}
+                    if "GlobalSecondaryIndexes" in props
+                    else {}
+                ),
             )
             env[env_name] = name
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="crmsync-test-archive")

@@ -196,3 +196,32 @@ def test_writer_reports_a_record_that_is_not_a_domain_event(aws, lambda_context)
     event = {"Records": [{"messageId": "m1", "body": "{}"}]}
     # Then that record fails on its own
     assert writer_app.lambda_handler(event, lambda_context) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def customers(lambda_context, path: str, query: dict | None = None) -> tuple[int, dict]:
+    event = api_event("GET", path, headers={"x-api-key": "local-operator-key"}, query=query)
+    answer = api_app.lambda_handler(event, lambda_context)
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_customer_by_email_shows_orders_crm_ids_and_lineage(aws, deliver, lambda_context):
+    # Given a synced order
+    answer = deliver(ORDER)
+    # When the operator looks the buyer up by email, in another case and with spaces
+    status, body = customers(lambda_context, "/customers", {"email": " ADA.Lovelace@example.com"})
+    # Then one customer comes back with the order, the CRM contact id and the receipt that made it
+    assert status == 200
+    [customer] = body["customers"]
+    assert customer["emails"] == ["ada.lovelace@example.com"]
+    assert [o["source_id"] for o in customer["orders"]] == ["5678901234567"]
+    [contact] = local_crm(lambda_context, "contacts")
+    assert customer["crm_ids"] == {"contact": contact["id"]}
+    assert {entry["receipt_id"] for entry in customer["lineage"]} == {answer["receipt_id"]}
+    # And the same document is at /customers/{id}
+    assert customers(lambda_context, f"/customers/{customer['id']}") == (200, customer)
+
+
+def test_customer_lookups_that_find_nothing(aws, lambda_context):
+    assert customers(lambda_context, "/customers", {"email": "nobody@example.com"}) == (200, {"customers": []})
+    assert customers(lambda_context, "/customers/cus_missing")[0] == 404
+    assert customers(lambda_context, "/customers")[0] == 400

@@ -69,10 +69,13 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
             customer_id=customer_id,
         )
         if written:
+            if isinstance(entity, Order):
+                deps.state.put_links(order_links(entity), entity.external_id)
             events.append(_event(detail_type, message, entity, kind.lower(), entity.external_id, customer_id))
         else:
             logger.info("stale version ignored", entity=entity.external_id, receipt_id=message.receipt_id)
     for notice in converted.notices:
+        deps.state.record_notice(message.receipt_id, notice.detail_type.value, notice.key, notice.data)
         detail = DomainEvent(
             entity="notice", key=notice.key, customer_id=customer_id, source=message.source, source_id=None,
             source_version=message.received_at, receipt_id=message.receipt_id, correlation_id=message.correlation_id,
@@ -82,6 +85,23 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
 
     deps.bus.publish(events)
     return events
+
+
+def order_links(order: Order) -> list[str]:
+    """The references by which a payment may name this order: its payment ids, its id and its number."""
+    refs = [f"txn:{txn}" for txn in order.transaction_ids if txn]
+    refs.append(f"order:{order.source_id}")
+    number = order.name.lstrip("#").strip()
+    if number and number != order.source_id:
+        refs.append(f"order:{number}")
+    return refs
+
+
+def payment_links(payment: Payment) -> list[str]:
+    """The references a payment carries that may name a shop order (matched against order_links)."""
+    return [f"txn:{txn}" for txn in payment.transaction_ids if txn] + [
+        f"order:{ref}" for ref in payment.order_refs if ref
+    ]
 
 
 def _write_customer(

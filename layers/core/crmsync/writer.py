@@ -1,5 +1,9 @@
 """The CRM writer: for every entity a batch of domain events touched, read its CURRENT stored state, map it
-and upsert it by external id, so concurrent writers can only ever put the same or newer data last."""
+and upsert it by external id, so concurrent writers can only ever put the same or newer data last.
+
+Orders and standalone payments are deals; a payment that names a known order updates that order's deal;
+refunds and disputes refresh the deal they are about and become notes on it (and on its contact).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crmsync.convert import payment_links
 from crmsync.crm.port import Association, CrmPort, UpsertInput
+from crmsync.models import Payment
 from crmsync.observability import logger
-from crmsync.views import customer_view, order_view
+from crmsync.views import customer_view, deal_target, note_view, order_view, payment_view
 
 if TYPE_CHECKING:
     from crmsync.mapping import Mapping, ObjectMapping
@@ -27,9 +33,20 @@ class WriterDeps:
 @dataclass
 class WriteSummary:
     contacts: dict[str, str] = field(default_factory=dict)  # customer id -> CRM contact id
-    deals: dict[str, str] = field(default_factory=dict)  # order external id -> CRM deal id
+    deals: dict[str, str] = field(default_factory=dict)  # order / payment external id -> CRM deal id
+    notes: dict[str, str] = field(default_factory=dict)  # refund / dispute external id -> CRM note id
     associations: int = 0
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """What one batch of events touches, gathered before any CRM call."""
+
+    deals: dict[str, dict[str, Any]] = field(default_factory=dict)  # deal external id -> view
+    deal_pk: dict[str, str] = field(default_factory=dict)  # deal external id -> state pk
+    customers: list[str] = field(default_factory=list)
+    notes: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)  # (template, view, deal)
 
 
 def _input(mapping: ObjectMapping, view: dict[str, Any]) -> UpsertInput | None:
@@ -46,8 +63,7 @@ def _upsert_all(
     mapping: ObjectMapping,
     views: dict[str, dict[str, Any]],
     summary: WriteSummary,
-    *,
-    state_pk: str,
+    state_pks: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Upsert every view in one CRM call and record the CRM ids in state; returns entity key -> CRM id."""
     inputs: list[tuple[str, UpsertInput]] = []
@@ -63,40 +79,114 @@ def _upsert_all(
     ids: dict[str, str] = {}
     for (key, _), result in zip(inputs, results, strict=True):
         ids[key] = result.id
-        deps.state.record_crm_id(f"{state_pk}{key}", deps.crm.name, object_type.removesuffix("s"), result.id)
+        if state_pks is not None and key in state_pks:
+            deps.state.record_crm_id(state_pks[key], deps.crm.name, object_type.removesuffix("s"), result.id)
     return ids
+
+
+def _add_customer(batch: _Batch, customer_id: str | None) -> None:
+    if customer_id and customer_id not in batch.customers:
+        batch.customers.append(customer_id)
+
+
+def _add_deal(batch: _Batch, deps: WriterDeps, kind: str, key: str, summary: WriteSummary) -> str | None:
+    """Load an order or payment into the batch as a deal view; returns the deal's external id (a linked
+    payment's is its order's)."""
+    if key in batch.deals:
+        return key
+    stored = deps.state.get_entity(kind, key)
+    if stored is None:
+        summary.skipped.append(key)
+        return None
+    if kind == "ORDER":
+        batch.deals[key] = order_view(stored.data, stored.customer_id)
+        batch.deal_pk[key] = f"ORDER#{key}"
+        _add_customer(batch, stored.customer_id)
+        return key
+    view = payment_view(stored.data, stored.customer_id)
+    _add_customer(batch, stored.customer_id)
+    order_key = deps.state.find_link(payment_links(Payment.model_validate(stored.data)))
+    if order_key and _add_deal(batch, deps, "ORDER", order_key, summary):
+        order = batch.deals[order_key]
+        order["payment_status"] = view["payment_status"]
+        order["customer_id"] = order.get("customer_id") or stored.customer_id
+        return order_key
+    batch.deals[key] = view
+    batch.deal_pk[key] = f"PAYMENT#{key}"
+    return key
+
+
+def _gather(events: Sequence[DomainEvent], deps: WriterDeps, summary: WriteSummary) -> _Batch:
+    batch = _Batch()
+    for event in {e.key: e for e in events}.values():
+        if event.entity == "customer":
+            _add_customer(batch, event.key)
+        elif event.entity in ("order", "payment"):
+            _add_deal(batch, deps, event.entity.upper(), event.key, summary)
+        elif event.entity in ("refund", "dispute"):
+            stored = deps.state.get_entity(event.entity.upper(), event.key)
+            if stored is None:
+                summary.skipped.append(event.key)
+                continue
+            target = deal_target(event.entity, stored.data)
+            deal = _add_deal(batch, deps, *target, summary) if target else None
+            _add_customer(batch, stored.customer_id)
+            batch.notes.append((event.entity, note_view(event.entity, stored.data), deal))
+    return batch
 
 
 def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummary:
     summary = WriteSummary()
-    order_keys = list(dict.fromkeys(e.key for e in events if e.entity == "order"))
-    customer_ids = list(dict.fromkeys(e.key for e in events if e.entity == "customer"))
+    batch = _gather(events, deps, summary)
 
-    orders: dict[str, dict[str, Any]] = {}
-    for key in order_keys:
-        stored = deps.state.get_order(key)
-        if stored is None:
-            summary.skipped.append(key)
-            continue
-        orders[key] = order_view(stored.data, stored.customer_id)
-        if stored.customer_id and stored.customer_id not in customer_ids:
-            customer_ids.append(stored.customer_id)
-
-    customers = {cid: customer_view(cid, items) for cid in customer_ids if (items := deps.state.customer_items(cid))}
-    summary.skipped.extend(cid for cid in customer_ids if cid not in customers)
-    summary.contacts = _upsert_all(deps, "contacts", deps.mapping.contacts, customers, summary, state_pk="CUSTOMER#")
-    summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, orders, summary, state_pk="ORDER#")
+    customers = {cid: customer_view(cid, items) for cid in batch.customers if (items := deps.state.customer_items(cid))}
+    summary.skipped.extend(cid for cid in batch.customers if cid not in customers)
+    summary.contacts = _upsert_all(
+        deps, "contacts", deps.mapping.contacts, customers, summary, {cid: f"CUSTOMER#{cid}" for cid in customers}
+    )
+    summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, batch.deals, summary, batch.deal_pk)
 
     pairs = [
         Association(from_id=summary.deals[key], to_id=summary.contacts[view["customer_id"]])
-        for key, view in orders.items()
+        for key, view in batch.deals.items()
         if key in summary.deals and view.get("customer_id") in summary.contacts
     ]
     if pairs:
         deps.crm.associate("deals", "contacts", pairs)
     summary.associations = len(pairs)
+    _write_notes(batch, deps, summary)
     logger.info(
-        "crm written", contacts=len(summary.contacts), deals=len(summary.deals), associations=len(pairs),
-        skipped=len(summary.skipped),
+        "crm written", contacts=len(summary.contacts), deals=len(summary.deals), notes=len(summary.notes),
+        associations=summary.associations, skipped=len(summary.skipped),
     )  # fmt: skip
     return summary
+
+
+def _write_notes(batch: _Batch, deps: WriterDeps, summary: WriteSummary) -> None:
+    mapping = deps.mapping.notes
+    if mapping is None or not batch.notes:
+        return
+    views: dict[str, dict[str, Any]] = {}
+    deal_of: dict[str, str | None] = {}
+    for template, view, deal in batch.notes:
+        body = deps.mapping.render(template, view)
+        if body is None:
+            continue
+        views[view["external_id"]] = {**view, "body": body}
+        deal_of[view["external_id"]] = deal
+    summary.notes = _upsert_all(deps, "notes", mapping, views, summary)
+    to_deals = [
+        Association(from_id=note_id, to_id=summary.deals[deal])
+        for key, note_id in summary.notes.items()
+        if (deal := deal_of.get(key)) and deal in summary.deals
+    ]
+    to_contacts = [
+        Association(from_id=note_id, to_id=summary.contacts[cid])
+        for key, note_id in summary.notes.items()
+        if (deal := deal_of.get(key)) and (cid := batch.deals.get(deal, {}).get("customer_id")) in summary.contacts
+    ]
+    if to_deals:
+        deps.crm.associate("notes", "deals", to_deals)
+    if to_contacts:
+        deps.crm.associate("notes", "contacts", to_contacts)
+    summary.associations += len(to_deals) + len(to_contacts)

@@ -9,11 +9,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from crmsync.api.auth import Unauthorized, check_operator_key, is_public
+from crmsync.customers import customer_document, find_by_email
 from crmsync.observability import logger
 from crmsync.settings import Settings
 from crmsync.store.crm_local import LocalCrmTable
 from crmsync.store.errors import StoreError
 from crmsync.store.secrets import secret_values
+from crmsync.store.state import StateStore
 
 LOCAL_CRM_TYPES = ("contacts", "deals", "tasks", "notes")
 
@@ -42,6 +44,24 @@ app.use(middlewares=[require_operator_key])
 @app.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/customers")
+def list_customers() -> dict[str, Any]:
+    email = (app.current_event.query_string_parameters or {}).get("email")
+    if not email:
+        raise BadRequest("query parameter email is required")
+    settings = Settings.from_env()
+    return {"customers": find_by_email(StateStore(settings.state_table), email, settings.crm_backend)}
+
+
+@app.get("/customers/<customer_id>")
+def get_customer(customer_id: str) -> dict[str, Any]:
+    settings = Settings.from_env()
+    document = customer_document(StateStore(settings.state_table), customer_id, settings.crm_backend)
+    if document is None:
+        raise NotFoundError("no such customer")
+    return document
 
 
 def _local_crm(object_type: str) -> LocalCrmTable:

@@ -55,33 +55,41 @@ class ObjectMapping(BaseModel):
         return out
 
 
+TEMPLATE_FIELD = re.compile(r"\{([a-z_]+)\}")
+
+
 class Mapping(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     contacts: ObjectMapping
     deals: ObjectMapping
+    notes: ObjectMapping | None = None
+    templates: dict[str, str] = Field(default_factory=dict)
+
+    def render(self, template: str, view: dict[str, Any]) -> str | None:
+        """Fill a note template with plain {field} names only (no attribute access: templates are user input)."""
+        text = self.templates.get(template)
+        if text is None:
+            return None
+        return TEMPLATE_FIELD.sub(lambda m: "" if view.get(m[1]) is None else str(view[m[1]]), text).strip()
 
     @classmethod
     def parse(cls, raw: Any, *, source: str) -> Mapping:
         if not isinstance(raw, dict):
             raise MappingError(f"{source}: expected a mapping of CRM object types")
-        normalised = {
-            kind: {
-                **spec,
-                "properties": {
-                    prop: {"path": rule} if isinstance(rule, str) else rule
-                    for prop, rule in (spec.get("properties") or {}).items()
-                },
-            }
-            if isinstance(spec, dict)
-            else spec
-            for kind, spec in raw.items()
-        }
         try:
-            return cls.model_validate(normalised)
+            return cls.model_validate({kind: _shorthand(kind, spec) for kind, spec in raw.items()})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise MappingError(f"{source}: {problems}") from exc
+
+
+def _shorthand(kind: str, spec: Any) -> Any:
+    """Expand `property: path` into `property: {path: path}` in an object mapping."""
+    if kind == "templates" or not isinstance(spec, dict):
+        return spec
+    rules = spec.get("properties") or {}
+    return {**spec, "properties": {p: {"path": r} if isinstance(r, str) else r for p, r in rules.items()}}
 
 
 @functools.cache

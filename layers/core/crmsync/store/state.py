@@ -5,7 +5,11 @@ Items (pk / sk):
 - CUSTOMER#<id>      / SRC#<source>#<source key>   what one source says about the customer (versioned alike)
 - CUSTOMER#<id>      / CRM#<backend>    the CRM ids of the customer's contact
 - ORDER#<external id> / CRM#<backend>   the CRM id of the order's deal
+- PAYMENT#, REFUND#, DISPUTE#<external id> / STATE   the other canonical entities, versioned like orders
 - IDENTITY#<key>     / IDENTITY         identity link (email:<email>, shopify:customer:<id>) -> customer id
+- LINK#<ref>         / LINK             a payment reference (txn:<id>, order:<id or number>) -> order external id
+- NOTICE#<receipt id> / NOTICE          a deletion or compliance request, recorded durably
+Index `by-customer` (customer_id, pk): every entity of one customer.
 """
 
 from __future__ import annotations
@@ -104,8 +108,64 @@ class StateStore:
         return answer.get("Item")
 
     def get_order(self, external_id: str) -> StoredItem | None:
-        item = self._get(f"ORDER#{external_id}", "STATE")
+        return self.get_entity("ORDER", external_id)
+
+    def get_entity(self, kind: str, external_id: str) -> StoredItem | None:
+        item = self._get(f"{kind}#{external_id}", "STATE")
         return _stored(item) if item else None
+
+    def customer_entities(self, customer_id: str) -> list[tuple[str, StoredItem]]:
+        """(kind, item) of every order, payment, refund and dispute linked to the customer."""
+        found: list[tuple[str, StoredItem]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by-customer",
+            "KeyConditionExpression": "customer_id = :c",
+            "ExpressionAttributeValues": {":c": {"S": customer_id}},
+        }
+        try:
+            while True:
+                page = self._ddb.query(**kwargs)
+                found.extend(
+                    (i["pk"]["S"].split("#", 1)[0], _stored(i))
+                    for i in page.get("Items", [])
+                    if i["sk"]["S"] == "STATE"
+                )
+                if "LastEvaluatedKey" not in page:
+                    return found
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    # --- payment links and notices --------------------------------------------------------------
+    def put_links(self, refs: list[str], target: str) -> None:
+        """Remember that each reference names the target (an order's external id); the last writer wins."""
+        for ref in refs:
+            self._put({"pk": {"S": f"LINK#{ref}"}, "sk": {"S": "LINK"}, "target": {"S": target}})
+
+    def find_link(self, refs: list[str]) -> str | None:
+        for ref in refs:
+            item = self._get(f"LINK#{ref}", "LINK")
+            if item:
+                return str(item["target"]["S"])
+        return None
+
+    def record_notice(self, receipt_id: str, detail_type: str, key: str, data: dict[str, Any]) -> None:
+        self._put(
+            {
+                "pk": {"S": f"NOTICE#{receipt_id}"},
+                "sk": {"S": "NOTICE"},
+                "detail_type": {"S": detail_type},
+                "key": {"S": key},
+                "data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)},
+            }
+        )
+
+    def _put(self, item: dict[str, AttributeValueTypeDef]) -> None:
+        try:
+            self._ddb.put_item(TableName=self.table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
 
     def customer_items(self, customer_id: str) -> list[StoredItem]:
         """Every source's view of one customer (SRC# items)."""
