@@ -41,6 +41,7 @@ class DetailType(StrEnum):
     DISPUTE_CLOSED = "dispute.closed"
     RISK_FLAGGED = "risk.flagged"
     ERASURE_REQUESTED = "erasure.requested"
+    DATA_REQUESTED = "data.requested"  # a customer asked for an export of their data (Shopify customers/data_request)
 
 
 class DomainEvent(BaseModel):

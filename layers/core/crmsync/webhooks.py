@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from crmsync.sources.base import WebhookSource
 from crmsync.sources.shopify import ShopifyWebhooks
+from crmsync.sources.woocommerce import WooCommerceWebhooks
 
-SOURCES: dict[str, WebhookSource] = {"shopify": ShopifyWebhooks()}
+SOURCES: dict[str, WebhookSource] = {"shopify": ShopifyWebhooks(), "woocommerce": WooCommerceWebhooks()}
