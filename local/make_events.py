@@ -16,6 +16,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "events"
 SHOPIFY_SECRET = "local-shopify-secret"  # noqa: S105 - the documented local default
+WOOCOMMERCE_SECRET = "local-woocommerce-secret"  # noqa: S105 - the documented local default
 API_KEY = "local-operator-key"
 RECEIPT = "shopify:demo.myshopify.com:4f0a6c1e-0001"
 ARCHIVE_KEY = "raw/shopify/2026/11/20/example-orders-create"
@@ -109,10 +110,26 @@ def main() -> None:
             "data": None,
         },
     }
+    woo_order = (EVENTS / "payloads" / "woocommerce-order-created.json").read_bytes()
+    woo_signature = base64.b64encode(hmac.new(WOOCOMMERCE_SECRET.encode(), woo_order, hashlib.sha256).digest())
+    woo_headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Source": "https://shop.example.com/",
+        "X-WC-Webhook-Topic": "order.created",
+        "X-WC-Webhook-Resource": "order",
+        "X-WC-Webhook-Event": "created",
+        "X-WC-Webhook-Signature": woo_signature.decode(),
+        "X-WC-Webhook-ID": "12",
+        "X-WC-Webhook-Delivery-ID": "9f1c0a7e5b3d4c2a8e6f0b1d2c3a4b5c",
+    }
     files: dict[str, Any] = {
         "ingest-shopify-orders-create.json": api_request(
             "POST", "/webhooks/shopify", "/webhooks/{source}", body=order, headers=shopify_headers,
             path_params={"source": "shopify"},
+        ),
+        "ingest-woocommerce-order-created.json": api_request(
+            "POST", "/webhooks/woocommerce", "/webhooks/{source}", body=woo_order, headers=woo_headers,
+            path_params={"source": "woocommerce"},
         ),
         "convert-shopify-orders-create.json": sqs_event([json.dumps(ingest_message)], "crmsync-IngestQueue"),
         "crm-writer-order-placed.json": sqs_event([json.dumps(order_placed)], "crmsync-CrmQueue"),

@@ -110,3 +110,11 @@ def test_customer_endpoint_lists_orders_and_refunds_across_the_pipeline(aws, pos
     [customer] = json.loads(api_app.lambda_handler(event, lambda_context)["body"])["customers"]
     assert [o["source_id"] for o in customer["orders"]] == ["7310"]
     assert [r["source_id"] for r in customer["refunds"]] == ["7420"]
+
+
+def test_woocommerce_sample_event_file_is_accepted(aws, load_event, lambda_context):
+    # Given the documented sam-local event, signed with the local default secret
+    answer = ingest_app.lambda_handler(load_event("ingest-woocommerce-order-created.json"), lambda_context)
+    # Then it is accepted and converts without failures
+    assert json.loads(answer["body"])["status"] == "accepted"
+    assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}
