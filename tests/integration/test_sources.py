@@ -118,3 +118,145 @@ def test_woocommerce_sample_event_file_is_accepted(aws, load_event, lambda_conte
     # Then it is accepted and converts without failures
     assert json.loads(answer["body"])["status"] == "accepted"
     assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}
+
+
+# ---- PayPal: a certificate of our own, served instead of PayPal's ---------------------------------------------------
+
+PAYPAL_CERT_URL = "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"
+
+
+@pytest.fixture(scope="module")
+def paypal_signer():
+    """A key and a PayPal-shaped self-signed certificate; returns (pem, sign(body) -> headers)."""
+    import base64
+    import zlib
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.paypal.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+
+    def sign(body: bytes, webhook_id: str = "LOCAL-PAYPAL-WEBHOOK-ID") -> dict[str, str]:
+        transmission_id, transmission_time = "69cd13f0-d67a-11e5-baa3-778b53f4ae55", "2026-11-20T15:15:43Z"
+        message = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
+        return {
+            "Content-Type": "application/json",
+            "PAYPAL-TRANSMISSION-ID": transmission_id,
+            "PAYPAL-TRANSMISSION-TIME": transmission_time,
+            "PAYPAL-TRANSMISSION-SIG": base64.b64encode(
+                key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+            ).decode(),
+            "PAYPAL-CERT-URL": PAYPAL_CERT_URL,
+            "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+        }
+
+    return pem, sign
+
+
+@pytest.fixture
+def paypal(paypal_signer, monkeypatch):
+    """PayPal with certificate downloads answered by our certificate (no network in tests)."""
+    from crmsync import webhooks
+    from crmsync.sources.paypal import PayPalWebhooks, clear_certificate_cache
+
+    pem, sign = paypal_signer
+    clear_certificate_cache()
+    monkeypatch.setitem(webhooks.SOURCES, "paypal", PayPalWebhooks(fetch_cert=lambda url: pem))
+    return sign
+
+
+def test_paypal_capture_and_its_refund_become_a_deal_and_a_note(aws, post, paypal, lambda_context):
+    # Given a signed PAYMENT.CAPTURE.COMPLETED (the published sample)
+    capture = fixture("paypal", "PAYMENT.CAPTURE.COMPLETED.json")
+    status, answer = post("paypal", capture, paypal(capture))
+    assert (status, answer["status"]) == (200, "accepted")
+    # When the pipeline drains
+    assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}
+    # Then the capture is a deal with its own external id, amount and stage
+    [deal] = local_crm(lambda_context, "deals")
+    capture_id = json.loads(capture)["resource"]["id"]
+    assert deal["properties"]["crmsync_external_id"] == f"paypal:capture:{capture_id}"
+    assert deal["properties"]["dealstage"] == "closedwon"
+
+
+def test_paypal_signature_for_another_webhook_id_is_401(aws, post, paypal):
+    capture = fixture("paypal", "PAYMENT.CAPTURE.COMPLETED.json")
+    assert post("paypal", capture, paypal(capture, webhook_id="SOMEONE-ELSE")) == (401, {"error": "signature mismatch"})
+
+
+def test_paypal_certificate_from_a_foreign_host_is_401_without_fetching(aws, post, paypal):
+    capture = fixture("paypal", "PAYMENT.CAPTURE.COMPLETED.json")
+    headers = {**paypal(capture), "PAYPAL-CERT-URL": "https://evil.example.com/cert.pem"}
+    assert post("paypal", capture, headers) == (401, {"error": "certificate host not allowed"})
+
+
+# ---- Stripe ----------------------------------------------------------------------------------------------------------
+
+STRIPE_SECRET = "whsec_local-stripe-secret"
+
+
+def stripe_headers(body: bytes, *, secret: str = STRIPE_SECRET, age: int = 0) -> dict[str, str]:
+    import time
+
+    from crmsync.sources.stripe import sign
+
+    return {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, int(time.time()) - age)}
+
+
+def test_stripe_payment_becomes_a_deal_with_a_contact(aws, post, lambda_context):
+    # Given a signed payment_intent.succeeded (the published 2020-08-27 sample)
+    event = fixture("stripe", "payment_intent.succeeded.json")
+    status, answer = post("stripe", event, stripe_headers(event))
+    assert (status, answer["status"]) == (200, "accepted")
+    assert answer["receipt_id"] == f"stripe:self:{json.loads(event)['id']}"
+    # When the pipeline drains
+    assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}
+    # Then the payment is a deal stripe:payment:<pi id>
+    intent = json.loads(event)["data"]["object"]
+    [deal] = local_crm(lambda_context, "deals")
+    assert deal["properties"]["crmsync_external_id"] == f"stripe:payment:{intent['id']}"
+    assert deal["properties"]["dealstage"] == "closedwon"
+
+
+def test_stripe_dispute_is_a_note_on_the_payment_deal(aws, post, lambda_context):
+    # Given a payment, then a dispute naming its payment intent (the samples share one event id: give each its own)
+    payment = json.loads(fixture("stripe", "payment_intent.succeeded.json"))
+    dispute = json.loads(fixture("stripe", "charge.dispute.created.json"))
+    dispute["id"], dispute["data"]["object"]["payment_intent"] = "evt_dispute_1", payment["data"]["object"]["id"]
+    for event in (payment, dispute):
+        body = json.dumps(event).encode()
+        assert post("stripe", body, stripe_headers(body))[1]["status"] == "accepted"
+    drain(aws, lambda_context)
+    # Then the dispute is one note, on the payment's deal
+    [deal] = local_crm(lambda_context, "deals")
+    [note] = local_crm(lambda_context, "notes")
+    assert note["properties"]["hs_note_body"].startswith("Dispute ")
+    assert note["associations"]["deals"] == [deal["id"]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [({"age": 301}, "timestamp outside the tolerance"), ({"secret": "whsec_wrong"}, "signature mismatch")],
+    ids=["expired", "wrong-secret"],
+)
+def test_stripe_bad_signatures_are_401(aws, post, kwargs, reason):
+    event = fixture("stripe", "payment_intent.succeeded.json")
+    assert post("stripe", event, stripe_headers(event, **kwargs)) == (401, {"error": reason})
+
+
+def test_a_signature_of_one_source_sent_to_another_is_401(aws, post):
+    # Given a correctly signed Stripe event posted to the Shopify endpoint
+    event = fixture("stripe", "payment_intent.succeeded.json")
+    status, body = post("shopify", event, stripe_headers(event))
+    assert (status, body) == (401, {"error": "missing signature"})
