@@ -2,6 +2,10 @@
 
 The webhook events are signed with the local default secrets that `make run` and the tests use, so
 `sam local invoke -e events/<file>.json <Function>` and the tests exercise the very same bytes.
+- Stripe signs a timestamp with a 300 s tolerance: its event is signed at STRIPE_SIGNED_AT, so regenerate it
+  right before invoking it by hand (the tests freeze the clock instead).
+- PayPal signs with PayPal's private key, which nobody else has: the PayPal event is signed with the test-only
+  key in local/paypal-test-key.pem, whose certificate tests serve in place of PayPal's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "events"
 SHOPIFY_SECRET = "local-shopify-secret"  # noqa: S105 - the documented local default
 WOOCOMMERCE_SECRET = "local-woocommerce-secret"  # noqa: S105 - the documented local default
+STRIPE_SECRET = "whsec_local-stripe-secret"  # noqa: S105 - the documented local default
+STRIPE_SIGNED_AT = 1763651743
+PAYPAL_WEBHOOK_ID = "LOCAL-PAYPAL-WEBHOOK-ID"
+PAYPAL_KEY = REPO / "local" / "paypal-test-key.pem"
+PAYPAL_CERT = REPO / "tests" / "fixtures" / "paypal" / "local-test-cert.pem"
+PAYPAL_CERT_URL = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-LOCALTEST"
 API_KEY = "local-operator-key"
 RECEIPT = "shopify:demo.myshopify.com:4f0a6c1e-0001"
 ARCHIVE_KEY = "raw/shopify/2026/11/20/example-orders-create"
@@ -64,6 +74,51 @@ def sqs_event(bodies: list[str], queue: str) -> dict[str, Any]:
             }
             for i, body in enumerate(bodies)
         ]
+    }
+
+
+def paypal_key() -> Any:
+    """The test-only PayPal signing key and its certificate (made once, then kept in the repository)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    if PAYPAL_KEY.exists() and PAYPAL_CERT.exists():
+        return serialization.load_pem_private_key(PAYPAL_KEY.read_bytes(), password=None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crmsync local test only - not PayPal")])
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    PAYPAL_KEY.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    PAYPAL_CERT.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key
+
+
+def paypal_headers(body: bytes) -> dict[str, str]:
+    import zlib
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    transmission_id, transmission_time = "69cd13f0-d67a-11e5-baa3-778b53f4ae55", "2026-11-20T15:15:43Z"
+    message = f"{transmission_id}|{transmission_time}|{PAYPAL_WEBHOOK_ID}|{zlib.crc32(body)}".encode()
+    signature = paypal_key().sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return {
+        "Content-Type": "application/json",
+        "PAYPAL-TRANSMISSION-ID": transmission_id,
+        "PAYPAL-TRANSMISSION-TIME": transmission_time,
+        "PAYPAL-TRANSMISSION-SIG": base64.b64encode(signature).decode(),
+        "PAYPAL-CERT-URL": PAYPAL_CERT_URL,
+        "PAYPAL-AUTH-ALGO": "SHA256withRSA",
     }
 
 
@@ -122,6 +177,11 @@ def main() -> None:
         "X-WC-Webhook-ID": "12",
         "X-WC-Webhook-Delivery-ID": "9f1c0a7e5b3d4c2a8e6f0b1d2c3a4b5c",
     }
+    stripe_event = (EVENTS / "payloads" / "stripe-payment-intent-succeeded.json").read_bytes()
+    signed_payload = f"{STRIPE_SIGNED_AT}.".encode() + stripe_event
+    stripe_v1 = hmac.new(STRIPE_SECRET.encode(), signed_payload, hashlib.sha256).hexdigest()
+    stripe_headers = {"Content-Type": "application/json", "Stripe-Signature": f"t={STRIPE_SIGNED_AT},v1={stripe_v1}"}
+    paypal_event = (EVENTS / "payloads" / "paypal-capture-completed.json").read_bytes()
     files: dict[str, Any] = {
         "ingest-shopify-orders-create.json": api_request(
             "POST", "/webhooks/shopify", "/webhooks/{source}", body=order, headers=shopify_headers,
@@ -130,6 +190,14 @@ def main() -> None:
         "ingest-woocommerce-order-created.json": api_request(
             "POST", "/webhooks/woocommerce", "/webhooks/{source}", body=woo_order, headers=woo_headers,
             path_params={"source": "woocommerce"},
+        ),
+        "ingest-stripe-payment-intent-succeeded.json": api_request(
+            "POST", "/webhooks/stripe", "/webhooks/{source}", body=stripe_event, headers=stripe_headers,
+            path_params={"source": "stripe"},
+        ),
+        "ingest-paypal-capture-completed.json": api_request(
+            "POST", "/webhooks/paypal", "/webhooks/{source}", body=paypal_event, headers=paypal_headers(paypal_event),
+            path_params={"source": "paypal"},
         ),
         "convert-shopify-orders-create.json": sqs_event([json.dumps(ingest_message)], "crmsync-IngestQueue"),
         "crm-writer-order-placed.json": sqs_event([json.dumps(order_placed)], "crmsync-CrmQueue"),

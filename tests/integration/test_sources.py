@@ -260,3 +260,30 @@ def test_a_signature_of_one_source_sent_to_another_is_401(aws, post):
     event = fixture("stripe", "payment_intent.succeeded.json")
     status, body = post("shopify", event, stripe_headers(event))
     assert (status, body) == (401, {"error": "missing signature"})
+
+
+def test_stripe_sample_event_file_is_accepted(aws, load_event, lambda_context, monkeypatch):
+    # Given the documented event, signed at a fixed time, and a clock five seconds after it
+    from crmsync import webhooks
+    from crmsync.sources.stripe import StripeWebhooks
+
+    event = load_event("ingest-stripe-payment-intent-succeeded.json")
+    signed_at = int(event["headers"]["Stripe-Signature"].split(",")[0].removeprefix("t="))
+    monkeypatch.setitem(webhooks.SOURCES, "stripe", StripeWebhooks(clock=lambda: signed_at + 5))
+    # When invoked, Then it is accepted and converts
+    assert json.loads(ingest_app.lambda_handler(event, lambda_context)["body"])["status"] == "accepted"
+    assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}
+
+
+def test_paypal_sample_event_file_verifies_with_the_test_certificate(aws, load_event, lambda_context, monkeypatch):
+    # Given the documented event, signed with the test-only key whose certificate stands in for PayPal's
+    from crmsync import webhooks
+    from crmsync.sources.paypal import PayPalWebhooks, clear_certificate_cache
+
+    pem = (FIXTURES / "paypal" / "local-test-cert.pem").read_bytes()
+    clear_certificate_cache()
+    monkeypatch.setitem(webhooks.SOURCES, "paypal", PayPalWebhooks(fetch_cert=lambda url: pem))
+    # When invoked, Then it is accepted and converts
+    answer = ingest_app.lambda_handler(load_event("ingest-paypal-capture-completed.json"), lambda_context)
+    assert json.loads(answer["body"])["status"] == "accepted"
+    assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}
