@@ -35,7 +35,7 @@ install: $(VENV)/.installed $(MS_VENV)/.installed ## Create the virtualenvs and 
 run: install ## Start the local stack (ministack + sam build + sam deploy) on http://127.0.0.1:$CRMSYNC_PORT
 	$(PY) local/run.py
 
-send-sample: install ## Send a signed sample Shopify orders/create webhook to the running local stack
+send-sample: install ## Send a signed sample webhook to the running local stack (SOURCE=shopify|woocommerce|stripe)
 	$(PY) local/send_sample.py
 
 test: install lint typecheck validate ## Run everything: ruff, mypy, sam validate --lint, unit, integration and e2e tests

@@ -291,7 +291,7 @@ def print_welcome(stack: Stack, seconds: float) -> None:
 crmsync is running: stack {stack.name}, ready in {seconds:.1f} s (Ctrl-C stops it)
 
   API            {url}            (GET /health)
-  Webhooks       {url}/webhooks/shopify
+  Webhooks       {url}/webhooks/{{shopify,woocommerce,stripe,paypal}}
   Local AWS      {stack.endpoint}   (ministack; logs in {stack.work.relative_to(REPO)}/)
 
 Secrets in use (set the env vars before `make run` to change them):
@@ -307,6 +307,8 @@ Send a signed Shopify orders/create webhook:
     -H "X-Shopify-Event-Id: $(date +%s%N)" \\
     -H "X-Shopify-Hmac-Sha256: $(openssl dgst -sha256 -hmac '{secret}' -binary < {sample} | base64)" \\
     --data-binary @{sample}
+
+(`make send-sample SOURCE=woocommerce` or `SOURCE=stripe` sends theirs, signed the same way.)
 
 Then see the contact and the deal in the local CRM:
   curl -sS -H 'x-api-key: {s["CRMSYNC_API_KEY"]}' {url}/local-crm/contacts

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import EVENTS
+from tests.conftest import EVENTS, REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -70,6 +73,25 @@ def test_signed_shopify_order_becomes_contact_and_deal(stack):
     time.sleep(2)
     assert len(stack.local_crm("deals")) == 1
     assert len(stack.local_crm("contacts")) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "external_id"),
+    [("woocommerce", "woocommerce:order:727"), ("stripe", "stripe:payment:pi_3RTkpYQ8iJWBZFaM1LBHNo0J")],
+)
+def test_make_send_sample_for_other_sources_reaches_the_crm(stack, source, external_id):
+    # Given the running stack, When `make send-sample SOURCE=<source>` runs (its script, with the stack's port)
+    env = {**os.environ, "SOURCE": source, "CRMSYNC_PORT": stack.url.rsplit(":", 1)[1]}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "local" / "send_sample.py")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "accepted" in result.stdout
+    # Then the order or payment shows up as a deal with its external id
+    deals = wait_for(
+        lambda: [d for d in stack.local_crm("deals") if d["properties"]["crmsync_external_id"] == external_id]
+    )
+    assert len(deals) == 1
 
 
 def test_bad_requests_get_4xx_json_through_the_real_api(stack):
