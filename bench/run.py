@@ -16,22 +16,27 @@ import math
 import os
 import platform
 import statistics
+import string
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
 from pathlib import Path
 from random import Random
+from types import ModuleType, SimpleNamespace
 from typing import Any, cast
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 # A script run as `python bench/run.py` does not get pytest's pythonpath, so put the code roots on sys.path here.
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "layers" / "core")]
+# The repository root last: `bench.accuracy` and the test modules whose case tables it reads (`tests.unit.*`).
+sys.path.append(str(ROOT))
 
 # The same environment the cold-start subprocesses get; Powertools reads it when crmsync.observability is imported.
 LAMBDA_ENV = {
@@ -44,13 +49,15 @@ for _name, _value in LAMBDA_ENV.items():
 
 import phonenumbers  # noqa: E402
 
+from bench import accuracy  # noqa: E402
 from crmsync.crm.port import Association, UpsertInput, UpsertResult  # noqa: E402
 from crmsync.ingest import IngestDeps, WebhookRequest, accept_webhook  # noqa: E402
 from crmsync.mapping import load_mapping  # noqa: E402
 from crmsync.messages import DomainEvent  # noqa: E402
 from crmsync.models import Customer, Money, Order, normalize_phone  # noqa: E402
 from crmsync.observability import logger, metrics  # noqa: E402
-from crmsync.sources import shopify  # noqa: E402
+from crmsync.sources import paypal, shopify, stripe, woocommerce  # noqa: E402
+from crmsync.sources.base import Converted  # noqa: E402
 from crmsync.store.archive import RawArchive  # noqa: E402
 from crmsync.store.queue import Queue  # noqa: E402
 from crmsync.store.receipts import Claim, ReceiptStore  # noqa: E402
@@ -68,6 +75,9 @@ HUBSPOT_BATCH_LIMIT = 100  # inputs per HubSpot batch upsert / association reque
 SECRET = "local-shopify-secret"  # noqa: S105 - the local stack's documented default (README)
 SHOP = "bench.myshopify.com"
 HANDLERS = ("ingest.app", "convert.app", "crm_writer.app", "api.app")
+FIXTURES = ROOT / "tests" / "fixtures"
+SOURCE_NAMES = ("shopify", "woocommerce", "stripe", "paypal")
+SOURCE_CORPUS_SIZE = 1600  # distinct payloads per source (at least 1,500)
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
@@ -77,10 +87,10 @@ HANDLERS = ("ingest.app", "convert.app", "crm_writer.app", "api.app")
 class Figure:
     key: str  # stable id in results.json
     label: str
-    value: float
-    unit: str  # "x" (a ratio) or "%" (a share)
-    budget: str  # ">= 0.5x", "<= 1.5x" or "report only"
-    status: str  # PASS, FAIL or INFO
+    value: float | None  # None: nothing to measure (e.g. a source with no accuracy cases)
+    unit: str  # "x" (a ratio), "%" (a share) or "A" (a fraction of fields, 0 to 1)
+    budget: str  # ">= 0.5x", "<= 1.5x", "goal 1.0" or "report only"
+    status: str  # PASS, FAIL, INFO or SKIP
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)  # the raw measurements behind the ratio
 
@@ -90,7 +100,11 @@ def judged(value: float, op: str, limit: float) -> tuple[str, str]:
     return f"{op} {limit:g}x", "PASS" if ok else "FAIL"
 
 
-def show(value: float, unit: str) -> str:
+def show(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "A":
+        return f"{value:.3f}"
     return f"{value * 100:.1f}%" if unit == "%" else f"{value:.2f}x"
 
 
@@ -462,14 +476,30 @@ def build_corpus(size: int, seed: int) -> list[Payload]:
 # ---- 1. conversion throughput -------------------------------------------------------------------------------------
 
 
-def clear_phone_cache() -> None:
-    """Forget every memo of the conversion path (phones, amounts), so a repetition never reuses the last one's."""
-    from crmsync.models import money
+# Where conversion memoises (functools.lru_cache): every cache found in these modules is cleared between runs.
+CACHE_MODULES = ("crmsync.models.customer", "crmsync.models.money", *(f"crmsync.sources.{s}" for s in SOURCE_NAMES))
+KNOWN_CACHES = ("normalize_phone", "normalize_country", "_plain_minor_units")  # must be found, or the bench stops
 
-    for cached in (normalize_phone, getattr(money, "_plain_minor_units", None)):
-        cache_clear = getattr(cached, "cache_clear", None)
-        if cache_clear is not None:
-            cache_clear()
+
+def conversion_caches() -> dict[str, Callable[[], None]]:
+    """The cache_clear of every lru_cache on the conversion path, by qualified name."""
+    found: dict[str, Callable[[], None]] = {}
+    for module_name in CACHE_MODULES:
+        for name, value in vars(sys.modules[module_name]).items():
+            wrapped = getattr(value, "__wrapped__", None)
+            cache_clear = getattr(value, "cache_clear", None)
+            if wrapped is not None and callable(cache_clear):
+                found.setdefault(f"{wrapped.__module__}.{name}", cache_clear)
+    missing = [name for name in KNOWN_CACHES if not any(key.endswith(f".{name}") for key in found)]
+    if missing:
+        raise AssertionError(f"bench/run.py no longer finds these caches to clear: {missing}")
+    return found
+
+
+def clear_conversion_caches() -> None:
+    """Forget every memo of the conversion path (phones, countries, amounts), so a run never reuses the last one's."""
+    for cache_clear in conversion_caches().values():
+        cache_clear()
 
 
 def check_conversion(corpus: Sequence[Payload]) -> list[tuple[str, str]]:
@@ -477,7 +507,7 @@ def check_conversion(corpus: Sequence[Payload]) -> list[tuple[str, str]]:
 
     Returns the arguments conversion passed to Money.from_decimal, to time that step on its own.
     """
-    clear_phone_cache()
+    clear_conversion_caches()
     phones = set()
     money_args: list[tuple[str, str]] = []
     from_decimal = Money.from_decimal
@@ -532,7 +562,7 @@ def bench_convert(corpus: Sequence[Payload]) -> list[Figure]:
             money(value, currency)
 
     def fresh_cache(_: int) -> None:
-        clear_phone_cache()
+        clear_conversion_caches()
 
     best = best_of(
         [
@@ -540,7 +570,7 @@ def bench_convert(corpus: Sequence[Payload]) -> list[Figure]:
             Side("convert", run_convert, setup=fresh_cache),
             Side("model_validate_json", run_validate),
             Side("normalize_phone", run_phones, setup=fresh_cache),
-            Side("Money.from_decimal", run_money),
+            Side("Money.from_decimal", run_money, setup=fresh_cache),
         ]
     )
     n = len(bodies)
@@ -589,6 +619,866 @@ def bench_convert(corpus: Sequence[Payload]) -> list[Figure]:
             f"{best['Money.from_decimal'] / len(money_args) * 1e6:.1f} us each",
         ),
     ]
+
+
+# ---- 1b. conversion per source, as the pipeline calls it ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    body: bytes
+    receipt_id: str
+    template: str  # the fixture it was varied from
+    total: tuple[int, str]  # (minor units, currency) the payload's amount must convert to
+    phone: tuple[str, str | None] | None  # the (value, region) conversion hands normalize_phone; None: no phone in it
+
+
+type MakeItem = Callable[[int, Random, dict[str, Any], str, set[str]], SourceItem]
+
+
+@dataclass(frozen=True)
+class SourceBench:
+    """One source's conversion as the pipeline runs it, and how to take it apart for the time split."""
+
+    name: str  # also the fixture folder: tests/fixtures/<name>/
+    webhooks: str  # the <Name>Webhooks class, for the report
+    topic: str
+    convert: Callable[..., Converted]  # <Name>Webhooks().convert
+    module: ModuleType  # the source module: convert looks up the parser and the normalisers here
+    parse: Callable[[bytes], object]  # the parse step alone, exactly as convert performs it
+    parse_label: str
+    parse_attr: str  # the module attribute convert parses through; a lookup replaces it for the build-only run
+    parse_stub: Callable[[Callable[[bytes], object]], object]  # that replacement, given body -> parsed payload
+    normalisers: tuple[str, ...]  # module attributes that normalise phones and countries (lru-cached)
+    templates: tuple[str, ...]  # the fixtures the corpus varies
+    make: MakeItem
+
+
+def _alnum(rng: Random, size: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    return "".join(rng.choices(alphabet, k=size))
+
+
+def _market_for(i: int, templates: int) -> Market:
+    """Templates in turn, and each template through every market (USD, JPY, KWD, EUR)."""
+    return MARKETS[MARKET_CYCLE[(i // templates) % len(MARKET_CYCLE)]]
+
+
+def _person_phone(rng: Random, market: Market, taken: set[str], region: str | None) -> str:
+    raw = _unique_phone(rng, market, taken)
+    if region is None:  # nothing to read a national number with: written with its country code
+        number = phonenumbers.parse(raw, market.country)
+        return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL))
+    return raw
+
+
+def _put(target: dict[str, Any], key: str, value: object) -> None:
+    """Vary a field the template fills; one it leaves out, null or blank stays that way (that is its shape)."""
+    if target.get(key):
+        target[key] = value
+
+
+def _money_set(shop: int, currency: str, exponent: int, presentment: tuple[int, str] | None = None) -> dict[str, Any]:
+    p_minor, p_currency = presentment or (shop, currency)
+    return {
+        "shop_money": {"amount": _amount(shop, exponent), "currency_code": currency},
+        "presentment_money": {"amount": _amount(p_minor, 2 if presentment else exponent), "currency_code": p_currency},
+    }
+
+
+def _order_lines(rng: Random, market: Market) -> list[tuple[str | None, str, int, int, int]]:
+    """1 to 4 lines: (sku, title, unit price, quantity, discount), in minor units."""
+    lines = []
+    for _ in range(rng.randint(1, 4)):
+        sku, title = rng.choice(PRODUCTS)
+        price, quantity = rng.randint(*market.price_range), rng.randint(1, 3)
+        discount = (price * quantity) // 10 if rng.random() < 0.3 else 0
+        lines.append((sku, title, price, quantity, discount))
+    return lines
+
+
+SHOPIFY_TEMPLATES = (
+    "orders-create.json",  # Shopify's published sample: old shape, three lines, both addresses
+    "jpy-yamada.json",  # modern shape: *_set money, current_* totals
+    "kwd.json",
+    "presentment-eur.json",  # partially refunded, presentment currency beside the shop's
+    "unicode-names.json",  # a customer without names: they come from the billing address
+    "guest-checkout.json",  # no customer object, only a shipping address
+    "refunded.json",  # a customer with no address at all
+    "order-with-transactions.json",  # names nobody: no customer, no address, no phone
+)
+
+
+def make_shopify(i: int, rng: Random, template: dict[str, Any], fixture: str, taken: set[str]) -> SourceItem:
+    market = _market_for(i, len(SHOPIFY_TEMPLATES))
+    cur, exp = market.currency, market.exponent
+    p = copy.deepcopy(template)
+    order_id, customer_id = 6_100_000_000_000 + i * 7_919, 7_300_000_000_000 + i * 104_729
+    first, last, slug = rng.choice(market.people)
+    email = f"{slug}.{i}@example.com"
+    if i % 3 == 0:
+        email = email.title()
+    tz = timezone(timedelta(hours=market.utc_offset))
+    created = datetime(2026, 11, 21, 9, 0, tzinfo=UTC) + timedelta(seconds=i * 89 + rng.randint(0, 60))
+    updated = created + timedelta(seconds=rng.randint(1, 7200))
+
+    def local(at: datetime) -> str:
+        return at.astimezone(tz).isoformat(timespec="seconds")
+
+    p.update(id=order_id, name=f"#{20_000 + i}", currency=cur, created_at=local(created), updated_at=local(updated))
+    for key, value in (
+        ("admin_graphql_api_id", f"gid://shopify/Order/{order_id}"),
+        ("order_number", 20_000 + i),
+        ("number", 19_000 + i),
+        ("token", _alnum(rng, 32, string.hexdigits.lower()[:16])),
+        ("processed_at", local(created - timedelta(seconds=1))),
+        ("cancelled_at", local(updated)),
+        ("closed_at", local(updated)),
+        ("presentment_currency", cur),
+        ("customer_locale", market.locale),
+        ("email", email),
+        ("contact_email", email),
+    ):
+        _put(p, key, value)
+
+    # -- lines, totals, refunds: integer minor units, with the currency's decimals on the wire
+    item_template, items, subtotal, discounts = p["line_items"][0], [], 0, 0
+    for n, (sku, title, price, quantity, discount) in enumerate(_order_lines(rng, market)):
+        subtotal += price * quantity - discount
+        discounts += discount
+        item, item_id = copy.deepcopy(item_template), 14_200_000_000_000 + i * 10 + n
+        item.update(id=item_id, title=title, sku=sku, quantity=quantity, price=_amount(price, exp))
+        item["total_discount"] = _amount(discount, exp)
+        for key, item_value in (
+            ("admin_graphql_api_id", f"gid://shopify/LineItem/{item_id}"),
+            ("name", title),
+            ("product_id", 8_200_000_000_000 + rng.randint(0, 999)),
+            ("variant_id", 45_200_000_000_000 + rng.randint(0, 9999)),
+            ("fulfillable_quantity", quantity),
+            ("price_set", _money_set(price, cur, exp)),
+            ("total_discount_set", _money_set(discount, cur, exp)),
+        ):
+            _put(item, key, item_value)
+        items.append(item)
+    p["line_items"] = items
+    tax = subtotal * 8 // 100
+    shipping = 10 ** max(exp, 1) * rng.choice((0, 5, 10))
+    total = subtotal + tax + shipping
+    rate = rng.randint(90, 400) if cur != "USD" and rng.random() < 0.2 else None  # buyer pays in USD
+    refund = 0
+    if p.get("refunds"):
+        refund = total if p.get("financial_status") == "refunded" else total // 3
+        first_refund = copy.deepcopy(p["refunds"][0])
+        first_refund["id"] = 9_200_000_000 + i
+        _put(first_refund, "order_id", order_id)
+        transaction = copy.deepcopy((first_refund.get("transactions") or [{}])[0])
+        transaction.update(
+            id=8_200_000_000 + i, kind="refund", status="success", amount=_amount(refund, exp), currency=cur
+        )
+        first_refund["transactions"] = [transaction]
+        p["refunds"] = [first_refund]
+    current = total - refund
+
+    def money_set(minor: int, buyer: bool = False) -> dict[str, Any]:
+        return _money_set(minor, cur, exp, (minor * rate // 100, "USD") if buyer and rate else None)
+
+    for key, minor in (
+        ("subtotal_price", subtotal),
+        ("total_tax", tax),
+        ("total_discounts", discounts),
+        ("total_line_items_price", subtotal + discounts),
+        ("current_total_price", current),
+        ("current_subtotal_price", subtotal),
+        ("current_total_tax", tax),
+        ("current_total_discounts", discounts),
+    ):
+        _put(p, key, _amount(minor, exp))
+    p["total_price"] = _amount(total, exp)
+    for key, money in (
+        ("total_price_set", money_set(total, buyer=True)),
+        ("current_total_price_set", money_set(current, buyer=True)),
+        ("subtotal_price_set", money_set(subtotal)),
+        ("current_subtotal_price_set", money_set(subtotal)),
+        ("total_tax_set", money_set(tax)),
+        ("current_total_tax_set", money_set(tax)),
+        ("total_discounts_set", money_set(discounts)),
+        ("current_total_discounts_set", money_set(discounts)),
+        ("total_shipping_price_set", money_set(shipping)),
+    ):
+        _put(p, key, money)
+    if rate and p.get("total_price_set"):
+        p["presentment_currency"] = "USD"
+    if p.get("shipping_lines"):
+        line = p["shipping_lines"][0]
+        line["price"] = _amount(shipping, exp)
+        _put(line, "discounted_price", _amount(shipping, exp))
+        _put(line, "price_set", money_set(shipping))
+        p["shipping_lines"] = [line]
+
+    # -- who: the customer and the addresses the template has; the phone on the customer, an address or both
+    customer = p.get("customer")
+    default = customer.get("default_address") if customer else None
+    holders = [p[key] for key in ("billing_address", "shipping_address") if p.get(key)] + ([default] if default else [])
+    region = market.country if holders else None  # conversion reads a phone with its address's country
+    phone = _person_phone(rng, market, taken, region) if customer or holders else None
+    on_customer = customer is not None and (i % 10 < 7 or not holders)
+    address = {
+        "first_name": first,
+        "last_name": last,
+        "name": f"{first} {last}",
+        "address1": market.street,
+        "address2": None if i % 2 else f"Apt {i % 97 + 1}",
+        "city": market.city,
+        "province": market.province,
+        "province_code": market.province_code,
+        "zip": market.zip,
+        "country": market.country_name,
+        "country_code": market.country,
+        "phone": None if on_customer and i % 2 else phone,
+    }
+    for holder in holders:
+        holder.update(address)
+    if customer:
+        customer.update(id=customer_id, phone=phone if on_customer else None)
+        for key, value in (
+            ("admin_graphql_api_id", f"gid://shopify/Customer/{customer_id}"),
+            ("email", email),
+            ("first_name", first),
+            ("last_name", last),
+            ("currency", cur),
+            ("created_at", local(created - timedelta(days=i % 400))),
+            ("updated_at", local(updated)),
+        ):
+            _put(customer, key, value)
+        consent = customer.get("email_marketing_consent")
+        if consent:
+            consent["state"] = rng.choice(("subscribed", "not_subscribed", "unsubscribed"))
+        if default:
+            default.update(id=9_300_000_000_000 + i, customer_id=customer_id)
+    body = json.dumps(p, ensure_ascii=False, separators=(",", ":")).encode()
+    amount = current if p.get("current_total_price") is not None else total
+    return SourceItem(
+        body=body,
+        receipt_id=f"shopify:{SHOP}:evt-src-{i}",
+        template=fixture,
+        total=(amount, cur),
+        phone=(phone.strip(), region) if phone else None,
+    )
+
+
+WOOCOMMERCE_TEMPLATES = (
+    "order.created.json",  # WooCommerce's published sample
+    "order-jpy.json",  # core's exact wire format: compact, \u escapes, "\/"
+    "order-kwd.json",
+    "order-unicode.json",
+    "order-partial-refund.json",
+    "order-refunded.json",  # two refunds
+    "order-guest.json",  # customer_id 0, no email: known by name and phone
+)
+
+
+def make_woocommerce(i: int, rng: Random, template: dict[str, Any], fixture: str, taken: set[str]) -> SourceItem:
+    market = _market_for(i, len(WOOCOMMERCE_TEMPLATES))
+    cur, exp = market.currency, market.exponent
+    p = copy.deepcopy(template)
+    order_id = 41_000 + i
+    first, last, slug = rng.choice(market.people)
+    email = f"{slug}.{i}@example.com"
+    if i % 4 == 1:
+        email = f" {email.title()} "  # as typed at checkout; conversion trims and lower-cases
+    if i % 7 == 0:
+        first = f" {first} "
+    tz = timezone(timedelta(hours=market.utc_offset))
+    created = datetime(2026, 11, 21, 9, 0, tzinfo=UTC) + timedelta(seconds=i * 83 + rng.randint(0, 60))
+    modified = created + timedelta(seconds=rng.randint(5, 7200))
+
+    def gmt(at: datetime) -> str:  # *_gmt: UTC written without an offset
+        return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+    def local(at: datetime) -> str:
+        return at.astimezone(tz).replace(tzinfo=None).isoformat(timespec="seconds")
+
+    p.update(id=order_id, currency=cur, date_created_gmt=gmt(created), date_modified_gmt=gmt(modified))
+    number = str(p.get("number") or "")
+    for key, value in (
+        ("number", str(order_id) if number.isdigit() else f"{market.country}-{order_id}"),
+        ("order_key", f"wc_order_{_alnum(rng, 13)}"),
+        ("date_created", local(created)),
+        ("date_modified", local(modified)),
+        ("date_paid", local(created + timedelta(seconds=4))),
+        ("date_paid_gmt", gmt(created + timedelta(seconds=4))),
+        ("date_completed", local(modified)),
+        ("date_completed_gmt", gmt(modified)),
+        ("customer_id", 500 + i),
+        ("transaction_id", f"pi_3{_alnum(rng, 21)}"),
+        ("cart_hash", _alnum(rng, 32, "0123456789abcdef")),
+    ):
+        _put(p, key, value)
+    phone = _unique_phone(rng, market, taken)
+    billing = p["billing"]
+    billing.update(
+        first_name=first,
+        last_name=last,
+        address_1=market.street,
+        address_2="" if i % 2 else f"Apt {i % 97 + 1}",
+        city=market.city,
+        state=market.province_code,
+        postcode=market.zip,
+        country=market.country,
+        phone=phone,
+    )
+    _put(billing, "email", email)
+    shipping_address = p.get("shipping")
+    if shipping_address and shipping_address.get("address_1"):
+        shipping_address.update({k: v for k, v in billing.items() if k in shipping_address and k != "phone"})
+
+    item_template, items = p["line_items"][0], []
+    lines_total, discounts, tax = 0, 0, 0
+    for n, (sku, title, price, quantity, discount) in enumerate(_order_lines(rng, market)):
+        line_subtotal = price * quantity
+        line_total = line_subtotal - discount
+        line_tax = line_total * 8 // 100
+        lines_total, discounts, tax = lines_total + line_total, discounts + discount, tax + line_tax
+        unit = line_total / quantity / 10**exp  # core's `price`: a PHP float, after discounts (never read)
+        item = copy.deepcopy(item_template)
+        item.update(
+            id=9_000 + i * 10 + n,
+            name=f"{title} &ndash; Color: Black" if n == 1 else title,  # core stores some names HTML-encoded
+            sku=sku or "",
+            quantity=quantity,
+            subtotal=_amount(line_subtotal, exp),
+            total=_amount(line_total, exp),
+            price=int(unit) if unit.is_integer() else unit,
+        )
+        for key, minor in (("subtotal_tax", line_tax), ("total_tax", line_tax)):
+            if key in item:
+                item[key] = _amount(minor, exp)
+        _put(item, "product_id", 100 + rng.randint(0, 899))
+        _put(item, "taxes", [{"id": 75, "total": _amount(line_tax, exp), "subtotal": _amount(line_tax, exp)}])
+        items.append(item)
+    p["line_items"] = items
+    shipping = 10 ** max(exp, 1) * rng.choice((0, 5, 10))
+    total = lines_total + tax + shipping
+    for key, minor in (
+        ("discount_total", discounts),
+        ("discount_tax", 0),
+        ("shipping_total", shipping),
+        ("shipping_tax", 0),
+        ("cart_tax", tax),
+        ("total_tax", tax),
+    ):
+        if key in p:
+            p[key] = _amount(minor, exp)
+    p["total"] = _amount(total, exp)
+    if p.get("shipping_lines"):
+        p["shipping_lines"] = [p["shipping_lines"][0] | {"total": _amount(shipping, exp)}]
+    if p.get("tax_lines"):
+        p["tax_lines"] = [p["tax_lines"][0] | {"tax_total": _amount(tax, exp)}]
+    if p.get("refunds"):
+        refunded = total if p.get("status") == "refunded" else total // 3
+        refunds = p["refunds"]
+        for n, refund in enumerate(refunds):
+            share = refunded // len(refunds) + (refunded % len(refunds) if n == 0 else 0)
+            refund.update(id=60_000 + i * 10 + n, total=f"-{_amount(share, exp)}")
+    body = json.dumps(p, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").encode()
+    return SourceItem(
+        body=body,
+        receipt_id=f"woocommerce:https://shop.example/:order.created:{order_id}:{gmt(modified)}",
+        template=fixture,
+        total=(total, cur),
+        phone=(phone.strip(), market.country),
+    )
+
+
+STRIPE_TEMPLATES = (
+    "payment_intent.succeeded.json",  # 2020-08-27: the charges list, with billing details and Radar outcome
+    "payment_intent.succeeded.2025-04-30.basil.json",  # basil: latest_charge is only an id, no billing details
+    "payment_intent.succeeded.kwd.json",  # 2020-08-27, two charges (a failed first try)
+    "payment_intent.succeeded.jpy-live.json",  # basil, live mode, a Connect account
+)
+
+
+def make_stripe(i: int, rng: Random, template: dict[str, Any], fixture: str, taken: set[str]) -> SourceItem:
+    market = _market_for(i, len(STRIPE_TEMPLATES))
+    cur = market.currency
+    p = copy.deepcopy(template)
+    intent = p["data"]["object"]
+    created = 1_795_500_000 + i * 61 + rng.randint(0, 30)
+    amount = sum(price * quantity - discount for _, _, price, quantity, discount in _order_lines(rng, market))
+    intent_id = f"pi_3{_alnum(rng, 8)}{i:06d}{_alnum(rng, 10)}"
+    customer = f"cus_{_alnum(rng, 14)}" if i % 5 < 3 else None
+    first, last, slug = rng.choice(market.people)
+    email = f"{slug}.{i}@example.com"
+    if i % 4 == 1:
+        email = f" {email.title()} "
+    livemode = i % 4 == 3
+    order = str(30_000 + i)
+    p.update(id=f"evt_3{_alnum(rng, 8)}{i:06d}{_alnum(rng, 10)}", created=created, livemode=livemode)
+    _put(p, "request", {"id": f"req_{_alnum(rng, 14)}", "idempotency_key": f"{_alnum(rng, 8)}-{i:04d}-checkout"})
+    _put(p, "account", f"acct_{_alnum(rng, 16)}")
+    intent.update(
+        id=intent_id,
+        amount=amount,
+        amount_received=amount,
+        currency=cur.lower(),
+        created=created - rng.randint(1, 30),
+        customer=customer,
+        receipt_email=email if i % 3 else None,
+        status="succeeded",
+        livemode=livemode,
+        metadata={"order_id": order} if i % 2 else {"woocommerce_order_id": order, "order": order},
+    )
+    _put(intent, "client_secret", f"{intent_id}_secret_{_alnum(rng, 25)}")
+    _put(intent, "payment_method", f"pm_{_alnum(rng, 24)}")
+    _put(intent, "description", f"Order #{order}")
+    phone: str | None = None
+    charge_ids = [f"ch_3{_alnum(rng, 8)}{i:06d}{_alnum(rng, 10)}" for _ in range(2)]
+    _put(intent, "latest_charge", charge_ids[0])
+    charges = intent.get("charges")
+    if charges:
+        phone = _unique_phone(rng, market, taken)
+        for n, charge in enumerate(charges["data"][:2]):
+            charge.update(
+                id=charge_ids[n],
+                amount=amount,
+                currency=cur.lower(),
+                created=created - n * 40,
+                payment_intent=intent_id,
+                customer=customer,
+                livemode=livemode,
+            )
+            _put(charge, "amount_captured", amount)
+            _put(charge, "balance_transaction", f"txn_{charge_ids[n][3:]}")
+            _put(charge, "payment_method", intent.get("payment_method"))
+            _put(charge, "receipt_url", f"https://pay.stripe.com/receipts/{charge_ids[n]}/rcpt_{_alnum(rng, 30)}")
+            if charge.get("outcome"):
+                score = rng.randint(0, 99)
+                charge["outcome"] |= {"risk_score": score, "risk_level": "normal" if score < 65 else "elevated"}
+            charge["billing_details"] = {
+                "address": {
+                    "city": market.city,
+                    "country": market.country,
+                    "line1": market.street,
+                    "line2": None if i % 2 else f"Apt {i % 97 + 1}",
+                    "postal_code": market.zip,
+                    "state": market.province_code,
+                },
+                "email": email.strip() if n == 0 else None,
+                "name": f"{first} {last}",
+                "phone": phone if n == 0 else None,
+            }
+        charges["data"] = charges["data"][:2]
+        _put(charges, "url", f"/v1/charges?payment_intent={intent_id}")
+    body = json.dumps(p, ensure_ascii=False, indent=2).encode()  # Stripe sends pretty-printed JSON
+    return SourceItem(
+        body=body,
+        receipt_id=f"stripe:self:{p['id']}",
+        template=fixture,
+        total=(amount, cur),
+        phone=(phone.strip(), market.country) if phone else None,
+    )
+
+
+PAYPAL_TEMPLATES = (
+    "PAYMENT.CAPTURE.COMPLETED.json",  # PayPal's sample: live, authorization-based
+    "PAYMENT.CAPTURE.COMPLETED.sandbox.json",  # Orders v2, sandbox, related order id
+    "capture-completed-jpy.json",  # invoice and custom ids, +09:00 timestamps
+    "capture-completed-kwd.json",
+)
+PAYPAL_SYMBOLS = {"USD": "$", "JPY": "¥", "EUR": "€", "KWD": "د.ك"}
+PAYPAL_IDS = string.ascii_uppercase + string.digits
+
+
+def make_paypal(i: int, rng: Random, template: dict[str, Any], fixture: str, taken: set[str]) -> SourceItem:
+    market = _market_for(i, len(PAYPAL_TEMPLATES))
+    cur, exp = market.currency, market.exponent
+    p = copy.deepcopy(template)
+    capture = p["resource"]
+    minor = sum(price * quantity - discount for _, _, price, quantity, discount in _order_lines(rng, market))
+    value = _amount(minor, exp)
+    event_id = f"WH-{_alnum(rng, 17, PAYPAL_IDS)}-{i:06d}{_alnum(rng, 11, PAYPAL_IDS)}"
+    capture_id, up_id = f"{i:06d}{_alnum(rng, 11, PAYPAL_IDS)}", _alnum(rng, 17, PAYPAL_IDS)
+    renamed = {p["id"]: event_id, capture["id"]: capture_id}
+    tz = timezone(timedelta(hours=market.utc_offset))
+    at = datetime(2026, 11, 21, 9, 0, tzinfo=UTC) + timedelta(seconds=i * 71 + rng.randint(0, 30))
+
+    def stamp(moment: datetime, like: str) -> str:  # in the template's style: "...Z" or a local offset
+        if like.endswith("Z"):
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.astimezone(tz).isoformat(timespec="seconds")
+
+    p.update(
+        id=event_id,
+        create_time=f"{at:%Y-%m-%dT%H:%M:%S}.{rng.randint(0, 999):03d}Z",
+        summary=f"Payment completed for {PAYPAL_SYMBOLS[cur]} {value} {cur}",
+    )
+    capture.update(id=capture_id, status="COMPLETED", amount={"currency_code": cur, "value": value})
+    for key, offset in (("create_time", -8), ("update_time", -6)):
+        if capture.get(key):
+            capture[key] = stamp(at + timedelta(seconds=offset), capture[key])
+    breakdown = capture.get("seller_receivable_breakdown")
+    if breakdown:
+        fee = minor * 349 // 10_000 + 10 ** max(exp - 1, 0)
+        for key, part in (("gross_amount", minor), ("paypal_fee", fee), ("net_amount", minor - fee)):
+            breakdown[key] = {"currency_code": cur, "value": _amount(part, exp)}
+    if "invoice_id" in capture or i % 3 == 0:
+        capture["invoice_id"] = f"INV-2026-{i:05d}"
+    if "custom_id" in capture or i % 4 == 0:
+        capture["custom_id"] = f"shop-order-{30_000 + i}"
+    related = (capture.get("supplementary_data") or {}).get("related_ids")
+    if related and related.get("order_id"):
+        renamed[related["order_id"]] = related["order_id"] = up_id
+    for link in [*capture.get("links", ()), *p.get("links", ())]:
+        for old, new in renamed.items():
+            link["href"] = link["href"].replace(old, new)
+        if link.get("rel") == "up" and "/authorizations/" in link["href"]:
+            link["href"] = f"{link['href'].rsplit('/', 1)[0]}/{up_id}"
+    body = json.dumps(p, ensure_ascii=False, separators=(",", ":")).encode()
+    return SourceItem(body=body, receipt_id=f"paypal:{event_id}", template=fixture, total=(minor, cur), phone=None)
+
+
+def _paypal_capture(body: bytes) -> object:
+    return paypal.parse_event(body, paypal.CaptureEvent)
+
+
+def _same(lookup: Callable[[bytes], object]) -> object:
+    return lookup
+
+
+SOURCE_BENCHES = (
+    SourceBench(
+        name="shopify",
+        webhooks="ShopifyWebhooks",
+        topic=shopify.TOPIC_ORDERS_CREATE,
+        convert=shopify.ShopifyWebhooks().convert,
+        module=shopify,
+        parse=shopify.parse_order,
+        parse_label="ShopifyOrder.model_validate_json",
+        parse_attr="parse_order",
+        parse_stub=_same,
+        normalisers=("normalize_phone",),
+        templates=SHOPIFY_TEMPLATES,
+        make=make_shopify,
+    ),
+    SourceBench(
+        name="woocommerce",
+        webhooks="WooCommerceWebhooks",
+        topic=woocommerce.TOPIC_ORDER_CREATED,
+        convert=woocommerce.WooCommerceWebhooks().convert,
+        module=woocommerce,
+        parse=woocommerce.parse_order,
+        parse_label="json.loads(parse_float=Decimal) + WooOrder.model_validate",
+        parse_attr="parse_order",
+        parse_stub=_same,
+        normalisers=("normalize_phone", "normalize_country"),
+        templates=WOOCOMMERCE_TEMPLATES,
+        make=make_woocommerce,
+    ),
+    SourceBench(
+        name="stripe",
+        webhooks="StripeWebhooks",
+        topic=stripe.PAYMENT_INTENT_SUCCEEDED,
+        convert=stripe.StripeWebhooks().convert,
+        module=stripe,
+        parse=stripe.PaymentIntentEvent.model_validate_json,
+        parse_label="StripeEvent[StripePaymentIntent].model_validate_json",
+        parse_attr="PaymentIntentEvent",
+        parse_stub=lambda lookup: SimpleNamespace(model_validate_json=lookup),
+        normalisers=("normalize_phone", "normalize_country"),
+        templates=STRIPE_TEMPLATES,
+        make=make_stripe,
+    ),
+    SourceBench(
+        name="paypal",
+        webhooks="PayPalWebhooks",
+        topic=paypal.TOPIC_CAPTURE_COMPLETED,
+        convert=paypal.PayPalWebhooks().convert,
+        module=paypal,
+        parse=_paypal_capture,
+        parse_label="CaptureEvent.model_validate_json",
+        parse_attr="parse_event",
+        parse_stub=lambda lookup: lambda body, _model: lookup(body),
+        normalisers=("normalize_phone",),
+        templates=PAYPAL_TEMPLATES,
+        make=make_paypal,
+    ),
+)
+
+
+def build_source_corpus(bench: SourceBench, size: int, seed: int) -> list[SourceItem]:
+    templates = [(name, json.loads((FIXTURES / bench.name / name).read_bytes())) for name in bench.templates]
+    rng, taken = Random(seed), set[str]()
+    corpus = []
+    for i in range(size):
+        fixture, template = templates[i % len(templates)]
+        corpus.append(bench.make(i, rng, template, fixture, taken))
+    if len({item.body for item in corpus}) != size:
+        raise AssertionError(f"{bench.name} corpus payloads are not distinct")
+    return corpus
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the untimed pass saw: each payload parsed, and every normaliser call in order, with its result."""
+
+    parsed: dict[bytes, object]
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]  # the real (cached) function and its arguments
+    results: dict[str, dict[tuple[Any, ...], Any]]  # normaliser attribute -> arguments -> result
+
+
+def check_source_conversion(bench: SourceBench, corpus: Sequence[SourceItem]) -> Recorded:
+    """Untimed pass (also the warm-up): every payload converts to its amount, with its phone (distinct, valid) or
+    none; records the normaliser calls conversion makes, to time them alone and to stub them for the build run."""
+    clear_conversion_caches()
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    real = {attr: getattr(bench.module, attr) for attr in bench.normalisers}
+
+    def recorder(attr: str) -> Callable[..., Any]:
+        def record(*args: Any) -> Any:
+            calls.append((attr, args))
+            return real[attr](*args)
+
+        return record
+
+    with contextlib.ExitStack() as stack:
+        for attr in bench.normalisers:
+            stack.enter_context(mock.patch.object(bench.module, attr, recorder(attr)))
+        converted = [bench.convert(bench.topic, item.body, receipt_id=item.receipt_id) for item in corpus]
+    phones = set()
+    for item, result in zip(corpus, converted, strict=True):
+        where = f"{bench.name} {item.receipt_id} (from {item.template})"
+        entity = result.entities[0][1] if result.entities else None
+        amount = entity.total if isinstance(entity, Order) else getattr(entity, "amount", None)
+        if amount != Money(amount=item.total[0], currency=item.total[1]):
+            raise AssertionError(f"{where}: converted to {amount!r}, the corpus meant {item.total}")
+        phone = result.customer.phone if result.customer else None
+        wanted = normalize_phone(*item.phone) if item.phone else None
+        if phone != wanted or (item.phone and wanted is None):
+            raise AssertionError(f"{where}: phone {phone!r}, the corpus meant {item.phone} ({wanted!r})")
+        if phone:
+            phones.add(phone)
+    if len(phones) != sum(item.phone is not None for item in corpus):
+        raise AssertionError(f"{bench.name}: phones in the corpus are not distinct")
+    results: dict[str, dict[tuple[Any, ...], Any]] = {attr: {} for attr in bench.normalisers}
+    for attr, args in calls:
+        results[attr][args] = real[attr](*args)
+    return Recorded(
+        parsed={item.body: bench.parse(item.body) for item in corpus},
+        calls=[(real[attr], args) for attr, args in calls],
+        results=results,
+    )
+
+
+def _lookup(table: dict[tuple[Any, ...], Any]) -> Callable[..., Any]:
+    def lookup(*args: Any) -> Any:
+        return table[args]
+
+    return lookup
+
+
+def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> list[Figure]:
+    recorded = check_source_conversion(bench, corpus)
+    bodies = [item.body for item in corpus]
+    pairs = [(item.body, item.receipt_id) for item in corpus]
+    loads, convert, parse, topic, module = json.loads, bench.convert, bench.parse, bench.topic, bench.module
+    parse_stubs = {bench.parse_attr: bench.parse_stub(recorded.parsed.__getitem__)}
+    normaliser_stubs: dict[str, object] = {attr: _lookup(recorded.results[attr]) for attr in bench.normalisers}
+
+    def converting_with(stubs: dict[str, object]) -> Callable[[int], None]:
+        """The same convert, with some steps answered from the untimed pass (a dict lookup each)."""
+
+        def run(_: int) -> None:
+            with contextlib.ExitStack() as stack:
+                for attr, stub in stubs.items():
+                    stack.enter_context(mock.patch.object(module, attr, stub))
+                for body, receipt_id in pairs:
+                    convert(topic, body, receipt_id=receipt_id)
+
+        return run
+
+    def run_json(_: int) -> None:
+        for body in bodies:
+            loads(body)
+
+    def run_convert(_: int) -> None:
+        for body, receipt_id in pairs:
+            convert(topic, body, receipt_id=receipt_id)
+
+    def run_parse(_: int) -> None:
+        for body in bodies:
+            parse(body)
+
+    def run_normalise(_: int) -> None:
+        for function, args in recorded.calls:
+            function(*args)
+
+    def fresh_caches(_: int) -> None:
+        clear_conversion_caches()
+
+    best = best_of(
+        [
+            Side("json.loads", run_json),
+            Side("convert", run_convert, setup=fresh_caches),
+            Side("parse", run_parse, setup=fresh_caches),
+            # Parse and normalisers answered: what remains is building the canonical models from the payload.
+            Side("build", converting_with(parse_stubs | normaliser_stubs), setup=fresh_caches),
+            Side("normalise", run_normalise, setup=fresh_caches),
+            # Leave-one-out: what taking one step out of a whole conversion saves, cache effects included.
+            Side("convert without parse", converting_with(parse_stubs), setup=fresh_caches),
+            Side("convert without normalise", converting_with(normaliser_stubs), setup=fresh_caches),
+        ]
+    )
+    n = len(bodies)
+    us = {name: seconds / n * 1e6 for name, seconds in best.items()}
+    ratio = best["json.loads"] / best["convert"]
+    budget, status = judged(ratio, ">=", 0.5)
+    kb = sum(map(len, bodies)) / n / 1024
+    currencies = dict(sorted(Counter(item.total[1] for item in corpus).items()))
+    with_phone = sum(item.phone is not None for item in corpus)
+    steps = {
+        f"parse ({bench.parse_label})": us["parse"],
+        "building canonical models": us["build"],
+        "phone/country normalisation": us["normalise"],
+    }
+    other = us["convert"] - sum(steps.values())
+    saves = {
+        "parse": us["convert"] - us["convert without parse"],
+        "normalisation": us["convert"] - us["convert without normalise"],
+    }
+    top = max(steps, key=lambda step: steps[step])
+    calls = len(recorded.calls) / n
+    split = ", ".join(
+        f"{step} {t:.1f} us ({t / us['convert']:.0%})" if calls or "normalisation" not in step else f"{step}: none"
+        for step, t in steps.items()
+    )
+    ceiling = best["json.loads"] / best["parse"]
+    if ratio >= 1:
+        need = f"already at {ratio:.2f}x"
+    else:
+        cut = us["convert"] - us["json.loads"]
+        need = f"{us['convert']:.1f} -> {us['json.loads']:.1f} us per payload (-{cut / us['convert']:.0%})"
+    room = (
+        f"so 1.0x needs a faster parse as well (parse alone is {us['parse'] - us['json.loads']:.1f} us over)"
+        if ceiling < 1
+        else f"leaving {us['json.loads'] - us['parse']:.1f} us per payload for everything after the parse"
+    )
+    detail_split = (
+        f"to reach 1.0x: {need}. Split, each step timed alone: {split}; unaccounted {other:+.1f} us "
+        f"({'steps cost more interleaved than alone' if other > 0 else 'timing noise'}). Top cost: {top}. "
+        f"Inside a whole conversion, taking out the parse saves {saves['parse']:.1f} us"
+        + (f", the normalisation ({calls:.1f} calls per payload) {saves['normalisation']:.1f} us" if calls else "")
+        + f". With building and normalisation free, the parse alone runs at {ceiling:.2f}x json.loads, {room}"
+    )
+    return [
+        Figure(
+            key=f"convert.{bench.name}.throughput_vs_json_loads",
+            label=f"convert: {bench.name} {topic} / json.loads",
+            value=ratio,
+            unit="x",
+            budget=budget,
+            status=status,
+            detail=f"{bench.webhooks}().convert over {n} distinct payloads varied from {len(bench.templates)} "
+            f"fixtures, {kb:.1f} KiB avg, {', '.join(f'{c} {k}' for c, k in currencies.items())}, "
+            f"{f'{with_phone} distinct valid phones' if with_phone else 'no phones (none in these payloads)'}; "
+            f"per payload {us['convert']:.1f} us vs {us['json.loads']:.1f} us (best of {REPS})",
+            data={
+                "payloads": n,
+                "avg_bytes": round(kb * 1024),
+                "templates": list(bench.templates),
+                "currencies": currencies,
+                "phones": with_phone,
+                "best_seconds": best,
+                "per_payload_us": us,
+            },
+        ),
+        Figure(
+            key=f"convert.{bench.name}.parse_ceiling_vs_json_loads",
+            label=f"  context: {bench.name} parse alone / json.loads",
+            value=ceiling,
+            unit="x",
+            budget="report only",
+            status="INFO",
+            detail=detail_split,
+            data={
+                "per_payload_us": {step: round(t, 2) for step, t in steps.items()} | {"unaccounted": round(other, 2)},
+                "leave_one_out_saves_us": {step: round(t, 2) for step, t in saves.items()},
+                "top_cost": top,
+                "normaliser_calls_per_payload": len(recorded.calls) / n,
+            },
+        ),
+    ]
+
+
+def bench_sources() -> list[Figure]:
+    figures = []
+    for n, bench in enumerate(SOURCE_BENCHES):
+        corpus = build_source_corpus(bench, SOURCE_CORPUS_SIZE, seed=20261121 + n)
+        figures += bench_source_convert(bench, corpus)
+    return figures
+
+
+# ---- 1c. conversion accuracy --------------------------------------------------------------------------------------
+
+ACCURACY_SUITES = (
+    accuracy.Suite("shopify", "tests.unit.test_shopify_convert", shopify.ShopifyWebhooks().convert),
+    accuracy.Suite("shopify", "tests.unit.test_shopify_topics", shopify.ShopifyWebhooks().convert),
+    accuracy.Suite("woocommerce", "tests.unit.test_woocommerce_convert", woocommerce.WooCommerceWebhooks().convert),
+    accuracy.Suite("stripe", "tests.unit.test_stripe_convert", stripe.StripeWebhooks().convert),
+    accuracy.Suite("paypal", "tests.unit.test_paypal_convert", paypal.PayPalWebhooks().convert),
+)
+
+
+def _accuracy_figure(key: str, label: str, results: Sequence[accuracy.SuiteResult]) -> Figure:
+    score = accuracy.combined(list(results))
+    cases = sum(len(result.cases) for result in results)
+    status = "SKIP" if score.accuracy is None else "PASS" if accuracy.is_perfect(score) else "FAIL"
+    covered = [f"{r.module.rsplit('.', 1)[1]} {len(r.cases)}" for r in results if r.cases]
+    skipped = [
+        f"{r.module.rsplit('.', 1)[1]} {len(r.skipped_tests)} ({sum(r.skipped_tests.values())} items)"
+        for r in results
+        if r.skipped_tests
+    ]
+    detail = (
+        f"{cases} cases ({', '.join(covered) or 'no case table'}), {score.checked} fields checked, "
+        f"{score.correct} correct. Skipped test functions, not table-driven: {', '.join(skipped) or 'none'}"
+    )
+    if score.mismatches:
+        detail += f". First mismatches: {'; '.join(score.mismatches[:3])}"
+    errors = [error for result in results for error in result.errors]
+    if errors:
+        detail += f". Conversions that raised: {'; '.join(errors[:3])}"
+    return Figure(
+        key=key,
+        label=label,
+        value=score.accuracy,
+        unit="A",
+        budget="goal 1.0",
+        status=status,
+        detail=detail,
+        data={
+            "cases": cases,
+            "fields_checked": score.checked,
+            "fields_correct": score.correct,
+            "covered": {r.module: r.cases for r in results if r.cases},
+            "skipped_tests": {r.module: r.skipped_tests for r in results if r.skipped_tests},
+            "mismatches": score.mismatches,
+            "errors": errors,
+        },
+    )
+
+
+def bench_accuracy() -> list[Figure]:
+    clear_conversion_caches()
+    results = [accuracy.run_suite(suite, FIXTURES) for suite in ACCURACY_SUITES]
+    figures = [
+        _accuracy_figure(
+            f"convert.accuracy.{source}",
+            f"accuracy: {source} correct / checked fields",
+            [r for r in results if r.source == source],
+        )
+        for source in SOURCE_NAMES
+    ]
+    figures.append(_accuracy_figure("convert.accuracy", "accuracy: all sources, correct / checked fields", results))
+    return figures
 
 
 # ---- 2. cold start ------------------------------------------------------------------------------------------------
@@ -938,6 +1828,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: list[Figure] = []
     for title, step in (
         ("conversion throughput", lambda: bench_convert(corpus)),
+        (f"conversion per source ({SOURCE_CORPUS_SIZE} distinct payloads each)", bench_sources),
+        ("conversion accuracy", bench_accuracy),
         ("cold start (subprocesses)", bench_cold_start),
         ("ingest handler", lambda: bench_ingest(corpus)),
         ("CRM calls", lambda: bench_crm_calls(corpus)),

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crmsync.convert import ConvertDeps, convert_message
+from crmsync.fx import reporting_for
 from crmsync.messages import IngestMessage
 from crmsync.observability import logger, metrics
 from crmsync.settings import Settings
@@ -25,6 +26,7 @@ def deps(settings: Settings) -> ConvertDeps:
         archive=RawArchive(settings.archive_bucket),
         state=StateStore(settings.state_table),
         bus=EventBus(settings.event_bus_name),
+        reporting=reporting_for(settings),
     )
 
 

@@ -40,6 +40,8 @@ class ConvertDeps:
     state: StateStore
     bus: EventBus
     new_customer_id: Callable[[], str] | None = None
+    # Adds reporting-currency amounts to each entity before it is stored (crmsync.fx.reporting_for); None = off.
+    reporting: Callable[[Entity], Entity] | None = None
 
 
 def epoch_ms(value: datetime) -> int:
@@ -59,7 +61,8 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
     events: list[tuple[str, str]] = []
 
     customer_id = _write_customer(converted.customer, message, deps, events)
-    for detail_type, entity in converted.entities:
+    for detail_type, converted_entity in converted.entities:
+        entity = deps.reporting(converted_entity) if deps.reporting else converted_entity
         kind = KINDS[type(entity)]
         written = deps.state.put_versioned(
             f"{kind}#{entity.external_id}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_NAMES = {"mapping": "CRMSYNC_MAPPING"}
 
@@ -32,6 +32,14 @@ class Settings(BaseModel):
     api_key_secret_id: str = ""
     secret_max_age_seconds: int = Field(default=300, ge=0)
     mapping: str = "default"
+    # Reporting currency of every amount ("" = off), and where its FX rates come from (crmsync.fx.rate_source).
+    reporting_currency: str = Field(default="", pattern=r"^([A-Z]{3})?$")
+    fx_rates: str = Field(default="static", pattern=r"^(static|ecb-file:.+)$")
+
+    @field_validator("reporting_currency", mode="before")
+    @classmethod
+    def _upper_currency(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -8,7 +8,7 @@ from crmsync.models.customer import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.models.money import Money, currency_exponent
+from crmsync.models.money import Money, ReportingAmount, currency_exponent
 from crmsync.models.order import LineItem, Order, OrderStatus
 from crmsync.models.payment import Dispute, DisputeStatus, Payment, PaymentStatus, Refund, RefundStatus
 
@@ -25,6 +25,7 @@ __all__ = [
     "PaymentStatus",
     "Refund",
     "RefundStatus",
+    "ReportingAmount",
     "UtcDatetime",
     "currency_exponent",
     "normalize_country",

@@ -1,10 +1,11 @@
 """Money as integer minor units, so amounts never pass through binary floating point."""
 
+from datetime import date
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Hand-written: no small maintained library exposes ISO 4217 minor units (babel would, but is heavy for a Lambda layer).
 _NON_DEFAULT_EXPONENTS = {
@@ -82,6 +83,21 @@ class Money(BaseModel):
             return f"{sign}{abs(self.amount)}"
         major, minor = divmod(abs(self.amount), 10**exponent)
         return f"{sign}{major}.{minor:0{exponent}d}"
+
+
+class ReportingAmount(BaseModel):
+    """One amount restated in the configured reporting currency, with the FX rate that produced it.
+
+    `rate` is an exact decimal string: 1 unit of the original currency = `rate` units of the reporting currency,
+    and `amount` is the original amount times `rate`, rounded half-even to the reporting currency's minor unit.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    amount: Money  # in the reporting currency
+    rate: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]  # a string, so no float ever touches it
+    rate_date: date  # the day the rate is the reference rate of (for rate 1, the entity's own day)
+    rate_source: str
 
 
 @lru_cache(maxsize=4096)

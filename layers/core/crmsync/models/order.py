@@ -5,7 +5,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crmsync.models.customer import UtcDatetime, normalize_email
-from crmsync.models.money import Money
+from crmsync.models.money import Money, ReportingAmount
 
 
 class OrderStatus(StrEnum):
@@ -63,6 +63,9 @@ class Order(BaseModel):
     closed_at: UtcDatetime | None
     test: bool = False
     transaction_ids: tuple[str, ...] = ()  # payment ids this order quotes (Woo transaction_id, Shopify receipts)
+    # Money fields restated in the reporting currency, keyed by field name ("total", "subtotal", ...); None when
+    # reporting is off. Set by crmsync.fx.apply_reporting, never by a converter.
+    reporting: dict[str, ReportingAmount] | None = None
 
     @property
     def rank(self) -> int:

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crmsync.models.customer import Address, UtcDatetime, normalize_email
-from crmsync.models.money import Money
+from crmsync.models.money import Money, ReportingAmount
 
 
 class PaymentStatus(StrEnum):
@@ -62,6 +62,9 @@ class _Entity(BaseModel):
     source_version: UtcDatetime
     receipt_id: str
     test: bool = False
+    # Money fields restated in the reporting currency, keyed by field name ("amount", "amount_refunded", ...);
+    # None when reporting is off. Set by crmsync.fx.apply_reporting, never by a converter.
+    reporting: dict[str, ReportingAmount] | None = None
 
 
 class Payment(_Entity):
