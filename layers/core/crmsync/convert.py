@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crmsync.identity import resolve_customer_id
+from crmsync.links import order_links
 from crmsync.messages import DetailType, DomainEvent
 from crmsync.models import Dispute, Order, Payment, Refund
 from crmsync.observability import logger
@@ -88,23 +89,6 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
 
     deps.bus.publish(events)
     return events
-
-
-def order_links(order: Order) -> list[str]:
-    """The references by which a payment may name this order: its payment ids, its id and its number."""
-    refs = [f"txn:{txn}" for txn in order.transaction_ids if txn]
-    refs.append(f"order:{order.source_id}")
-    number = order.name.lstrip("#").strip()
-    if number and number != order.source_id:
-        refs.append(f"order:{number}")
-    return refs
-
-
-def payment_links(payment: Payment) -> list[str]:
-    """The references a payment carries that may name a shop order (matched against order_links)."""
-    return [f"txn:{txn}" for txn in payment.transaction_ids if txn] + [
-        f"order:{ref}" for ref in payment.order_refs if ref
-    ]
 
 
 def _write_customer(

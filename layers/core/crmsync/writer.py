@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crmsync.convert import payment_links
 from crmsync.crm.port import Association, CrmPort, UpsertInput
+from crmsync.links import payment_links
 from crmsync.models import Payment
 from crmsync.observability import logger
 from crmsync.views import customer_view, deal_target, note_view, order_view, payment_view
