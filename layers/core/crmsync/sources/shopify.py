@@ -1,9 +1,7 @@
 """Shopify webhooks: signature check, REST Admin payloads (orders, refunds, customers, the mandatory compliance
 topics), conversion to canonical models."""
 
-import base64
 import hashlib
-import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,7 +23,7 @@ from crmsync.models import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.sources.base import Converted, Notice, SignatureError, UnsupportedTopic
+from crmsync.sources.base import Converted, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
 
 SOURCE = "shopify"
 
@@ -53,27 +51,9 @@ HANDLED_TOPICS = ORDER_TOPICS | CUSTOMER_TOPICS | COMPLIANCE_TOPICS | {TOPIC_REF
 # ---- signature -------------------------------------------------------------------------------------------------
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The X-Shopify-Hmac-Sha256 value Shopify sends: base64(HMAC-SHA256(secret, raw body))."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode("ascii")
-
-
-def verify(body: bytes, signature_header: str | None, secrets: Sequence[str]) -> None:
-    """Raise SignatureError unless the header matches the raw body under one of the secrets (current first)."""
-    # A bare string is a Sequence[str] too; iterating it would turn each character into a guessable key.
-    candidates = [secrets] if isinstance(secrets, str) else list(secrets)
-    # An empty key would let anyone sign, so blank entries count as no secret at all.
-    keys = [key for key in candidates if key.strip()]
-    if not keys:
-        raise SignatureError("no secret configured")
-    if signature_header is None or not signature_header.strip():
-        raise SignatureError("missing signature")
-    given = signature_header.strip().encode()
-    matched = False
-    for key in keys:  # no early exit: every key costs the same, whichever one matches
-        matched |= hmac.compare_digest(sign(body, key).encode("ascii"), given)
-    if not matched:
-        raise SignatureError("signature mismatch")
+# Shopify and WooCommerce sign alike: base64(HMAC-SHA256(secret, raw body)).
+sign = sign_base64_hmac
+verify = verify_base64_hmac
 
 
 # ---- payload ---------------------------------------------------------------------------------------------------

@@ -12,9 +12,7 @@ What this module relies on, read from WooCommerce core (includes/class-wc-webhoo
   resource's modified time (section 1.3 of the facts sheet).
 """
 
-import base64
 import hashlib
-import hmac
 import html
 import json
 import re
@@ -41,7 +39,7 @@ from crmsync.models import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.sources.base import Converted, Entity, Notice, SignatureError, UnsupportedTopic
+from crmsync.sources.base import Converted, Entity, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
 
 SOURCE = "woocommerce"
 
@@ -75,27 +73,9 @@ def is_ping(body: bytes, headers: Mapping[str, str]) -> bool:
     return _PING_BODY.fullmatch(body.strip()) is not None
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The X-WC-Webhook-Signature value WooCommerce sends: base64(HMAC-SHA256(secret, raw body))."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode("ascii")
-
-
-def verify(body: bytes, signature_header: str | None, secrets: Sequence[str]) -> None:
-    """Raise SignatureError unless the header matches the raw body under one of the secrets (current first)."""
-    # A bare string is a Sequence[str] too; iterating it would turn each character into a guessable key.
-    candidates = [secrets] if isinstance(secrets, str) else list(secrets)
-    # An empty key would let anyone sign, so blank entries count as no secret at all.
-    keys = [key for key in candidates if key.strip()]
-    if not keys:
-        raise SignatureError("no secret configured")
-    if signature_header is None or not signature_header.strip():
-        raise SignatureError("missing signature")
-    given = signature_header.strip().encode()
-    matched = False
-    for key in keys:  # no early exit: every key costs the same, whichever one matches
-        matched |= hmac.compare_digest(sign(body, key).encode("ascii"), given)
-    if not matched:
-        raise SignatureError("signature mismatch")
+# WooCommerce signs as Shopify does: base64(HMAC-SHA256(secret, raw body)).
+sign = sign_base64_hmac
+verify = verify_base64_hmac
 
 
 # ---- payload ---------------------------------------------------------------------------------------------------
