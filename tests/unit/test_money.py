@@ -127,3 +127,17 @@ def test_money_is_frozen_and_round_trips_through_json() -> None:
     assert Money.model_validate_json(money.model_dump_json()) == money
     with pytest.raises(ValidationError):
         money.amount = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "1e-999999999", Decimal("9E+100")])
+def test_absurd_exponents_are_refused_quickly(value: str | Decimal) -> None:
+    # Given a valid Decimal far beyond any amount / When converted / Then refused at once, not computed for minutes
+    with pytest.raises(ValueError, match="out of range"):
+        Money.from_decimal(value, "USD")
+
+
+@pytest.mark.parametrize("body", [b'{"amount": 1.5, "currency": "USD"}', b'{"amount": true, "currency": "USD"}'])
+def test_stored_json_with_a_fractional_or_boolean_amount_is_refused(body: bytes) -> None:
+    # Given stored JSON whose amount is not a whole number of minor units / When loaded / Then validation fails
+    with pytest.raises(ValidationError):
+        Money.model_validate_json(body)

@@ -1,11 +1,11 @@
 """Money as integer minor units, so amounts never pass through binary floating point."""
 
+import re
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 # Hand-written: no small maintained library exposes ISO 4217 minor units (babel would, but is heavy for a Lambda layer).
 _NON_DEFAULT_EXPONENTS = {
@@ -16,64 +16,62 @@ _NON_DEFAULT_EXPONENTS = {
 _EXPONENTS = {code: exponent for exponent, codes in _NON_DEFAULT_EXPONENTS.items() for code in codes.split()}
 
 
-def _currency_code(value: str) -> str:
-    if len(value) != 3 or not value.isascii() or not value.isalpha():
-        raise ValueError("currency must be an ISO 4217 alpha-3 code")
-    return value.upper()
-
-
 def currency_exponent(currency: str) -> int:
     """Number of decimals ISO 4217 gives the currency (2 unless listed)."""
     return _EXPONENTS.get(currency.upper(), 2)
 
 
+# Validated by pydantic-core alone (no Python validator runs per amount): a conversion makes a dozen Money per order.
+_Currency = Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+# DynamoDB hands numbers back as Decimal: an integral one is accepted and stored as int; floats and bools never are.
+_IntegralDecimal = Annotated[Decimal, Field(strict=True, decimal_places=0), AfterValidator(int)]
+# A plain decimal string ("215.40", "-3", " 4500.00 "), the shape every source sends; anything else takes the
+# Decimal path.
+_MAX_DIGITS = 40  # beyond any amount of money, far below what would make exact integer arithmetic slow
+_PLAIN_AMOUNT = re.compile(r"\s*(-?)([0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
+
+
 class Money(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    amount: int
-    currency: str
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        # pydantic's lax mode would accept 1.0 as 1; a float here means someone already lost exactness upstream.
-        if isinstance(value, float | bool):
-            raise ValueError("amount must be an integer number of minor units")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _iso_currency(cls, value: str) -> str:
-        return _currency_code(value)
+    # StrictInt first: pydantic's lax int would take 1.0 as 1, and a float means exactness was already lost.
+    amount: StrictInt | _IntegralDecimal
+    currency: _Currency
 
     @classmethod
     def from_decimal(cls, value: str | int | Decimal, currency: str) -> Self:
-        """Exact conversion of a major-unit amount; refuses to round away non-zero digits."""
-        if isinstance(value, float | bool) or not isinstance(value, str | int | Decimal):
-            raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
+        """Exact conversion of a major-unit amount; refuses to round away non-zero digits.
+
+        The currency code is checked by the model itself (an unknown but well-formed code has 2 decimals)."""
+        places = currency_exponent(currency)
         if isinstance(value, str):
-            units = _plain_minor_units(value, currency)
-            if units is not None:
-                return cls(amount=units, currency=currency)
-        code = _currency_code(currency)
-        places = currency_exponent(code)
-        try:
-            number = Decimal(value.strip() if isinstance(value, str) else value)
-        except ArithmeticError:
-            raise ValueError(f"not a decimal amount: {value!r}") from None
-        sign, digits, exponent = number.as_tuple()
+            plain = _PLAIN_AMOUNT.fullmatch(value)
+            if plain is not None:
+                negative, whole, fraction = plain.groups()
+                if fraction and fraction[places:].strip("0"):
+                    raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
+                units = int(whole + (fraction or "")[:places].ljust(places, "0"))
+                return cls(amount=-units if negative else units, currency=currency)
+            try:
+                value = Decimal(value.strip())
+            except ArithmeticError:
+                raise ValueError(f"not a decimal amount: {value!r}") from None
+        elif type(value) is int:
+            return cls(amount=value * 10**places, currency=currency)
+        elif not isinstance(value, Decimal):
+            raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
+        _, digits, exponent = value.as_tuple()
         if not isinstance(exponent, int):
             raise ValueError(f"not a finite amount: {value!r}")
-        # Integer arithmetic on the digit tuple: Decimal context precision (28 digits) can never round here.
-        coefficient = int("".join(map(str, digits)))
-        shift = exponent + places
-        if shift >= 0:
-            minor = coefficient * 10**shift
-        else:
-            minor, remainder = divmod(coefficient, 10**-shift)
-            if remainder:
-                raise ValueError(f"{value!r} has more decimals than {code} allows")
-        return cls(amount=-minor if sign else minor, currency=code)
+        if not -_MAX_DIGITS <= exponent <= _MAX_DIGITS - len(digits):
+            # "1e999999999" is a valid Decimal; exact arithmetic on it would take minutes, and no amount is that big.
+            raise ValueError(f"amount out of range: {value!r}")
+        # An exact rational: no Decimal context precision (28 digits) can round anything away here.
+        numerator, denominator = value.as_integer_ratio()
+        minor, remainder = divmod(numerator * 10**places, denominator)
+        if remainder:
+            raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
+        return cls(amount=minor, currency=currency)
 
     def formatted(self) -> str:
         """The amount with exactly the currency's ISO 4217 decimals, e.g. "215.40", "4500", "-1.50"."""
@@ -98,20 +96,3 @@ class ReportingAmount(BaseModel):
     rate: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]  # a string, so no float ever touches it
     rate_date: date  # the day the rate is the reference rate of (for rate 1, the entity's own day)
     rate_source: str
-
-
-@lru_cache(maxsize=4096)
-def _plain_minor_units(value: str, currency: str) -> int | None:
-    """Minor units of a plain decimal string ("215.40", "-3", "4500.00"), the shape every source sends; None
-    for anything else (exponents, signs like "+"), which takes the Decimal path. Cached: amounts such as
-    "0.00" and catalogue prices recur in every order, and this runs a dozen times per order."""
-    text = value.strip()
-    negative = text.startswith("-")
-    whole, _, fraction = text.removeprefix("-").partition(".")
-    if not (whole.isascii() and whole.isdigit() and (not fraction or (fraction.isascii() and fraction.isdigit()))):
-        return None
-    places = currency_exponent(currency)
-    if fraction[places:].strip("0"):
-        raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
-    units = int(whole + fraction[:places].ljust(places, "0"))
-    return -units if negative else units

@@ -556,7 +556,8 @@ def _address(address: ShopifyAddress) -> Address:
 
 
 def _filled(address: ShopifyAddress | None) -> bool:
-    return address is not None and any(_clean(v) for v in address.model_dump().values())
+    # Every ShopifyAddress field is optional text, so "filled" means any of them holds more than blanks.
+    return address is not None and any(value and not value.isspace() for value in address.__dict__.values())
 
 
 def _money(amount: str | None, currency: str) -> Money | None:

@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, NoReturn
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -88,8 +97,18 @@ def _as_utc(value: datetime) -> datetime:
 
 GmtDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$")]
-# Decimal strings ("29.35") or JSON numbers; parse() hands JSON numbers over as Decimal, so no float is involved.
-Amount = Decimal
+
+
+def _exact_number(value: object) -> object:
+    # pydantic-core reads a JSON number as a binary float before Decimal sees it (12.345678901234567890123 would come
+    # back as 12.345678901234567); such a body is parsed again exactly, see _parse.
+    if isinstance(value, float):
+        raise PydanticCustomError("inexact_number", "a JSON number must be read exactly")
+    return value
+
+
+# Decimal strings ("29.35"), which is what core sends, or JSON numbers, read exactly; no float is ever involved.
+Amount = Annotated[Decimal, BeforeValidator(_exact_number)]
 
 
 class _Payload(BaseModel):
@@ -175,26 +194,35 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number")
 
 
-def _load(body: bytes) -> Any:
-    # pydantic's JSON parser reads every JSON number as a binary float first, even for Decimal fields
-    # (12.345678901234567890123 comes back as Decimal("12.345678901234567")); the stdlib parser with
-    # parse_float=Decimal keeps the digits exactly. NaN/Infinity literals are refused outright.
-    return json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+# Bodies the fast parser cannot read exactly: a JSON number where an amount is expected, or not strict JSON.
+_PARSE_EXACTLY = frozenset({"inexact_number", "json_invalid"})
+
+
+def _parse[PayloadT: _Payload](model: type[PayloadT], body: bytes) -> PayloadT:
+    """pydantic-core's JSON parser in the common case (core writes amounts as strings); the stdlib parser with
+    parse_float=Decimal when an amount is a JSON number, so its digits are kept exactly, or when the body is not
+    strict JSON, so NaN/Infinity literals and form bodies are refused with the stdlib's plain reason."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        if not any(detail["type"] in _PARSE_EXACTLY for detail in error.errors()):
+            raise
+    return model.model_validate(json.loads(body, parse_float=Decimal, parse_constant=_no_constant))
 
 
 def parse_order(body: bytes) -> WooOrder:
     """Validate a raw order.created/updated/restored body; ValidationError (or ValueError) says what does not fit."""
-    return WooOrder.model_validate(_load(body))
+    return _parse(WooOrder, body)
 
 
 def parse_customer(body: bytes) -> WooCustomer:
     """Validate a raw customer.created/updated body."""
-    return WooCustomer.model_validate(_load(body))
+    return _parse(WooCustomer, body)
 
 
 def parse_deleted(body: bytes) -> WooDeleted:
     """Validate a raw *.deleted body ({"id": n})."""
-    return WooDeleted.model_validate(_load(body))
+    return _parse(WooDeleted, body)
 
 
 # ---- conversion ------------------------------------------------------------------------------------------------
