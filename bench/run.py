@@ -21,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ for _name, _value in LAMBDA_ENV.items():
     os.environ.setdefault(_name, _value)
 
 import phonenumbers  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
 from bench import accuracy  # noqa: E402
 from crmsync.crm.port import Association, UpsertInput, UpsertResult  # noqa: E402
@@ -652,6 +654,8 @@ class SourceBench:
     normalisers: tuple[str, ...]  # module attributes that normalise phones and countries (lru-cached)
     templates: tuple[str, ...]  # the fixtures the corpus varies
     make: MakeItem
+    model: type[BaseModel]  # what conversion parses the body into: fields it does not declare are never read
+    samples: tuple[str, ...]  # the vendor's published payloads among the fixtures; their unread fields pad templates
 
 
 def _alnum(rng: Random, size: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -1158,6 +1162,8 @@ SOURCE_BENCHES = (
         normalisers=("normalize_phone",),
         templates=SHOPIFY_TEMPLATES,
         make=make_shopify,
+        model=shopify.ShopifyOrder,
+        samples=("orders-create.json",),
     ),
     SourceBench(
         name="woocommerce",
@@ -1172,6 +1178,8 @@ SOURCE_BENCHES = (
         normalisers=("normalize_phone", "normalize_country"),
         templates=WOOCOMMERCE_TEMPLATES,
         make=make_woocommerce,
+        model=woocommerce.WooOrder,
+        samples=("order.created.json",),
     ),
     SourceBench(
         name="stripe",
@@ -1186,6 +1194,8 @@ SOURCE_BENCHES = (
         normalisers=("normalize_phone", "normalize_country"),
         templates=STRIPE_TEMPLATES,
         make=make_stripe,
+        model=stripe.PaymentIntentEvent,
+        samples=("payment_intent.succeeded.json", "payment_intent.succeeded.2025-04-30.basil.json"),
     ),
     SourceBench(
         name="paypal",
@@ -1200,12 +1210,54 @@ SOURCE_BENCHES = (
         normalisers=("normalize_phone",),
         templates=PAYPAL_TEMPLATES,
         make=make_paypal,
+        model=paypal.CaptureEvent,
+        samples=("PAYMENT.CAPTURE.COMPLETED.json", "PAYMENT.CAPTURE.COMPLETED.sandbox.json"),
     ),
 )
 
 
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (X, X | None, tuple[X, ...]), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for arg in typing.get_args(annotation) if (found := _model_in(arg))), None)
+
+
+def pad_unread(template: dict[str, Any], sample: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """The template plus every field of the published sample that `model` does not declare, at every level.
+
+    Test fixtures are trimmed to what conversion reads; a real webhook carries the whole resource (a Shopify order
+    has its admin_graphql_api_id, price_set per line, tax_lines...). Conversion ignores these fields, so its result
+    is the same; only the body grows to the size and shape the vendor sends. A declared field the template leaves
+    out (a guest's customer) stays out."""
+    padded = dict(template)
+    declared = {info.alias or name: info for name, info in model.model_fields.items()}
+    for key, value in sample.items():
+        if key not in declared and key not in padded:
+            padded[key] = copy.deepcopy(value)
+    for key, info in declared.items():
+        inner, mine, theirs = _model_in(info.annotation), padded.get(key), sample.get(key)
+        if inner is None:
+            continue
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            padded[key] = pad_unread(mine, theirs, inner)
+        elif isinstance(mine, list) and isinstance(theirs, list) and theirs and isinstance(theirs[0], dict):
+            padded[key] = [pad_unread(item, theirs[0], inner) if isinstance(item, dict) else item for item in mine]
+    return padded
+
+
+def _sample_for(template: dict[str, Any], samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The published sample of the template's API version (Stripe's shapes differ by version), else the first."""
+    version = template.get("api_version")
+    return next((sample for sample in samples if sample.get("api_version") == version), samples[0])
+
+
 def build_source_corpus(bench: SourceBench, size: int, seed: int) -> list[SourceItem]:
-    templates = [(name, json.loads((FIXTURES / bench.name / name).read_bytes())) for name in bench.templates]
+    samples = [json.loads((FIXTURES / bench.name / name).read_bytes()) for name in bench.samples]
+    templates = []
+    for name in bench.templates:
+        template = json.loads((FIXTURES / bench.name / name).read_bytes())
+        templates.append((name, pad_unread(template, _sample_for(template, samples), bench.model)))
     rng, taken = Random(seed), set[str]()
     corpus = []
     for i in range(size):

@@ -39,6 +39,13 @@ class Money(BaseModel):
     currency: _Currency
 
     @classmethod
+    def _of(cls, amount: int, currency: str) -> Self:
+        # Validated exactly as Money(amount=..., currency=...) is, minus BaseModel.__init__'s Python frame, which
+        # is half the cost of a Money; conversion makes a dozen per order.
+        money: Self = cls.__pydantic_validator__.validate_python({"amount": amount, "currency": currency})
+        return money
+
+    @classmethod
     def from_decimal(cls, value: str | int | Decimal, currency: str) -> Self:
         """Exact conversion of a major-unit amount; refuses to round away non-zero digits.
 
@@ -51,13 +58,13 @@ class Money(BaseModel):
                 if fraction and fraction[places:].strip("0"):
                     raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
                 units = int(whole + (fraction or "")[:places].ljust(places, "0"))
-                return cls(amount=-units if negative else units, currency=currency)
+                return cls._of(-units if negative else units, currency)
             try:
                 value = Decimal(value.strip())
             except ArithmeticError:
                 raise ValueError(f"not a decimal amount: {value!r}") from None
         elif type(value) is int:
-            return cls(amount=value * 10**places, currency=currency)
+            return cls._of(value * 10**places, currency)
         elif not isinstance(value, Decimal):
             raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
         _, digits, exponent = value.as_tuple()
@@ -71,7 +78,7 @@ class Money(BaseModel):
         minor, remainder = divmod(numerator * 10**places, denominator)
         if remainder:
             raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
-        return cls(amount=minor, currency=currency)
+        return cls._of(minor, currency)
 
     def formatted(self) -> str:
         """The amount with exactly the currency's ISO 4217 decimals, e.g. "215.40", "4500", "-1.50"."""
