@@ -6,21 +6,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from crmsync.messages import DetailType
 from crmsync.models import Address, Customer, Money, Refund, RefundStatus
 from crmsync.sources.base import Converted, Notice, UnsupportedTopic
 from crmsync.sources.shopify import ShopifyWebhooks, order_to_canonical, parse_order
+from tests.unit.conversion import assert_same_conversion, usd
 
 RECEIPT = "shopify:demo.myshopify.com:evt-7"
 SHOPIFY = ShopifyWebhooks()
 
 type Load = Callable[[str], bytes]
-
-
-def usd(amount: int) -> Money:
-    return Money(amount=amount, currency="USD")
 
 
 def refund(**fields: object) -> Refund:
@@ -30,26 +27,6 @@ def refund(**fields: object) -> Refund:
 
 def customer(**fields: object) -> Customer:
     return Customer.model_validate({"source": "shopify", "receipt_id": RECEIPT, "test": False, **fields})
-
-
-def assert_same_fields(actual: BaseModel | None, expected: BaseModel | None) -> None:
-    """Field by field, so a failure names the field, then whole-object equality to catch anything missed."""
-    if expected is None:
-        assert actual is None
-        return
-    assert actual is not None
-    for name in type(expected).model_fields:
-        assert getattr(actual, name) == getattr(expected, name), name
-    assert actual == expected
-
-
-def assert_same_conversion(actual: Converted, expected: Converted) -> None:
-    assert_same_fields(actual.customer, expected.customer)
-    assert [detail for detail, _ in actual.entities] == [detail for detail, _ in expected.entities]
-    for (_, entity), (_, wanted) in zip(actual.entities, expected.entities, strict=True):
-        assert_same_fields(entity, wanted)
-    assert actual.notices == expected.notices
-    assert actual == expected
 
 
 # ---- every topic, converted ----------------------------------------------------------------------------------------

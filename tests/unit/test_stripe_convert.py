@@ -5,11 +5,9 @@ Payloads are files in tests/fixtures/stripe/: the published samples (API 2020-08
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -25,43 +23,18 @@ from crmsync.models import (
 )
 from crmsync.sources.base import Converted, Entity, Notice, UnsupportedTopic
 from crmsync.sources.stripe import StripeWebhooks
+from tests.unit.conversion import assert_same_conversion, assert_same_fields, fixture_body, utc
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe"
 RECEIPT = "stripe:self:evt_under_test"
 SOURCE = StripeWebhooks()
 
 
 def payload(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return fixture_body("stripe", name)
 
 
 def convert(topic: str, name: str) -> Converted:
     return SOURCE.convert(topic, payload(name), receipt_id=RECEIPT)
-
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-
-
-def assert_same_fields(actual: BaseModel | None, expected: BaseModel | None) -> None:
-    """Field by field, so a failure names the field, then whole-object equality to catch anything missed."""
-    if expected is None:
-        assert actual is None
-        return
-    assert actual is not None
-    assert type(actual) is type(expected)
-    for name in type(expected).model_fields:
-        assert getattr(actual, name) == getattr(expected, name), name
-    assert actual == expected
-
-
-def assert_converted(actual: Converted, expected: Converted) -> None:
-    assert_same_fields(actual.customer, expected.customer)
-    assert [detail for detail, _ in actual.entities] == [detail for detail, _ in expected.entities]
-    for (_, entity), (_, wanted) in zip(actual.entities, expected.entities, strict=True):
-        assert_same_fields(entity, wanted)
-    assert actual.notices == expected.notices
-    assert actual == expected
 
 
 @dataclass(frozen=True)
@@ -916,7 +889,7 @@ def test_event_converts_field_by_field(case: Case) -> None:
     converted = convert(case.topic, case.fixture)
 
     # Then the customer, each entity with its domain event, and each notice are exactly as written
-    assert_converted(converted, Converted(customer=case.customer, entities=case.entities, notices=case.notices))
+    assert_same_conversion(converted, Converted(customer=case.customer, entities=case.entities, notices=case.notices))
 
 
 def test_every_handled_topic_has_a_case() -> None:
