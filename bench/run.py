@@ -1761,6 +1761,9 @@ class CountingCrm:
     def associate(self, from_type: str, to_type: str, pairs: Sequence[Association]) -> None:
         self.calls.append(("associate", f"{from_type}->{to_type}", len(pairs)))
 
+    def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
+        self.calls.append(("merge", object_type, 1))
+
 
 class MemoryState:
     """StateStore's reads (and record_crm_id) on dicts."""

@@ -78,6 +78,10 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
             events.append(_event(detail_type, message, entity, kind.lower(), entity.external_id, customer_id))
         else:
             logger.info("stale version ignored", entity=entity.external_id, receipt_id=message.receipt_id)
+        _record_lineage(
+            deps, f"{kind}#{entity.external_id}", message, entity.source_version,
+            written=written, events=[detail_type.value] if written else [], customer_id=customer_id,
+        )  # fmt: skip
     for notice in converted.notices:
         deps.state.record_notice(message.receipt_id, notice.detail_type.value, notice.key, notice.data)
         detail = DomainEvent(
@@ -97,9 +101,18 @@ def _write_customer(
     if customer is None:
         return None
     kwargs = {"new_id": deps.new_customer_id} if deps.new_customer_id else {}
-    customer_id = resolve_customer_id(customer, deps.state, **kwargs)
-    if customer_id is None:
+    at = message.received_at.isoformat()
+    resolution = resolve_customer_id(customer, deps.state, receipt_id=message.receipt_id, at=at, **kwargs)
+    if resolution is None:
         return None
+    customer_id = resolution.customer_id
+    for merge in resolution.merges:
+        merged = DomainEvent(
+            entity="customer", key=merge.survivor, customer_id=merge.survivor, source=customer.source,
+            source_id=customer.source_id, source_version=customer.source_version, receipt_id=message.receipt_id,
+            correlation_id=message.correlation_id, data={"reason": merge.reason}, merged=merge.merged,
+        )  # fmt: skip
+        events.append((DetailType.CUSTOMER_MERGED.value, merged.model_dump_json()))
     source_key = customer.source_id or customer.email or "-"
     written = deps.state.put_versioned(
         f"CUSTOMER#{customer_id}",
@@ -109,7 +122,48 @@ def _write_customer(
     )
     if written:
         events.append(_event(DetailType.CUSTOMER_UPSERTED, message, customer, "customer", customer_id, customer_id))
+    _record_lineage(
+        deps, f"CUSTOMER#{customer_id}", message, customer.source_version, written=written,
+        events=[DetailType.CUSTOMER_UPSERTED.value] if written else [], customer_id=customer_id,
+        identity={
+            "matched_by": resolution.matched_by,
+            "merged": [{"customer_id": m.merged, "reason": m.reason} for m in resolution.merges],
+            "not_merged": list(resolution.unmerged),
+        },
+    )  # fmt: skip
     return customer_id
+
+
+def _record_lineage(
+    deps: ConvertDeps,
+    pk: str,
+    message: IngestMessage,
+    version: datetime,
+    *,
+    written: bool,
+    events: list[str],
+    customer_id: str | None,
+    **extra: Any,
+) -> None:
+    """receipt -> canonical version -> domain events: why the entity looks the way it does."""
+    deps.state.record_lineage(
+        pk,
+        message.received_at.isoformat(),
+        message.receipt_id,
+        {
+            "step": "convert",
+            "receipt_id": message.receipt_id,
+            "source": message.source,
+            "topic": message.topic,
+            "archive_key": message.archive_key,
+            "received_at": message.received_at.isoformat(),
+            "source_version": version.isoformat(),
+            "outcome": "written" if written else "stale: newer state kept",
+            "events": events,
+            "customer_id": customer_id,
+            **extra,
+        },
+    )
 
 
 def _event(

@@ -28,6 +28,7 @@ class DetailType(StrEnum):
 
     CUSTOMER_UPSERTED = "customer.upserted"
     CUSTOMER_DELETED = "customer.deleted"
+    CUSTOMER_MERGED = "customer.merged"  # two canonical customers turned out to be one person
     ORDER_PLACED = "order.placed"
     ORDER_UPDATED = "order.updated"
     ORDER_PAID = "order.paid"
@@ -58,3 +59,4 @@ class DomainEvent(BaseModel):
     receipt_id: str
     correlation_id: str
     data: dict[str, Any] | None = None  # the canonical form; left out when it would not fit an event
+    merged: str | None = None  # customer.merged: the customer id folded into `key`

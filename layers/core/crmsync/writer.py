@@ -47,6 +47,7 @@ class _Batch:
     deal_pk: dict[str, str] = field(default_factory=dict)  # deal external id -> state pk
     customers: list[str] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)  # (template, view, deal)
+    merges: dict[str, set[str]] = field(default_factory=dict)  # survivor customer id -> customer ids merged into it
 
 
 def _input(mapping: ObjectMapping, view: dict[str, Any]) -> UpsertInput | None:
@@ -118,9 +119,12 @@ def _add_deal(batch: _Batch, deps: WriterDeps, kind: str, key: str, summary: Wri
 
 def _gather(events: Sequence[DomainEvent], deps: WriterDeps, summary: WriteSummary) -> _Batch:
     batch = _Batch()
-    for event in {e.key: e for e in events}.values():
+    # The last event per key is enough (the writer reads current state), but every merge must be seen.
+    for event in [e for e in events if e.merged] + list({e.key: e for e in events if not e.merged}.values()):
         if event.entity == "customer":
             _add_customer(batch, event.key)
+            if event.merged:
+                batch.merges.setdefault(event.key, set()).add(event.merged)
         elif event.entity in ("order", "payment"):
             _add_deal(batch, deps, event.entity.upper(), event.key, summary)
         elif event.entity in ("refund", "dispute"):
@@ -139,11 +143,21 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
     summary = WriteSummary()
     batch = _gather(events, deps, summary)
 
+    # The contacts a merge folds together, read before the survivor's upsert records its own contact id.
+    folded = {
+        survivor: {
+            contact
+            for cid in (survivor, *merged)
+            if (contact := deps.state.crm_ids(f"CUSTOMER#{cid}", deps.crm.name).get("contact"))
+        }
+        for survivor, merged in batch.merges.items()
+    }
     customers = {cid: customer_view(cid, items) for cid in batch.customers if (items := deps.state.customer_items(cid))}
     summary.skipped.extend(cid for cid in batch.customers if cid not in customers)
     summary.contacts = _upsert_all(
         deps, "contacts", deps.mapping.contacts, customers, summary, {cid: f"CUSTOMER#{cid}" for cid in customers}
     )
+    _merge_contacts(batch, folded, deps, summary)
     summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, batch.deals, summary, batch.deal_pk)
 
     pairs = [
@@ -160,6 +174,19 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
         associations=summary.associations, skipped=len(summary.skipped),
     )  # fmt: skip
     return summary
+
+
+def _merge_contacts(batch: _Batch, folded: dict[str, set[str]], deps: WriterDeps, summary: WriteSummary) -> None:
+    """One person, one contact: every contact the merged customers had is merged into the survivor's."""
+    for survivor, contacts in folded.items():
+        primary = summary.contacts.get(survivor)
+        if primary is None:
+            continue
+        for contact in sorted(contacts - {primary}):
+            deps.crm.merge("contacts", primary, contact)
+            logger.info("crm contacts merged", survivor=survivor, primary=primary, merged=contact)
+        for merged in batch.merges[survivor]:
+            deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
 
 
 def _write_notes(batch: _Batch, deps: WriterDeps, summary: WriteSummary) -> None:

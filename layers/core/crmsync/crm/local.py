@@ -35,3 +35,23 @@ class LocalCrm:
         for pair in pairs:
             self.records.add_association(from_type, pair.from_id, to_type, pair.to_id)
             self.records.add_association(to_type, pair.to_id, from_type, pair.from_id)
+
+    def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
+        """Fold one record into another as HubSpot's merge does: the primary keeps its values and gains the ones
+        it lacks, every association and every unique key; the merged record is gone. Merging again is a no-op."""
+        merged = self.records.get(object_type, merged_id)
+        if merged is None or primary_id == merged_id:
+            return
+        primary = self.records.get(object_type, primary_id)
+        if primary is None:
+            raise ValueError(f"cannot merge {object_type} {merged_id} into missing {primary_id}")
+        missing = {k: v for k, v in merged.properties.items() if not primary.properties.get(k)}
+        self.records.update_properties(object_type, primary_id, missing)
+        for to_type, ids in merged.associations.items():
+            for to_id in ids:
+                self.associate(object_type, to_type, [Association(primary_id, to_id)])
+                self.records.remove_association(to_type, to_id, object_type, merged_id)
+        for name, value in merged.properties.items():
+            if self.records.find_id(object_type, name, value) == merged_id:
+                self.records.point_key(object_type, name, value, primary_id)
+        self.records.delete(object_type, merged_id)

@@ -41,3 +41,8 @@ class CrmPort(Protocol):
     def associate(self, from_type: str, to_type: str, pairs: Sequence[Association]) -> None:
         """Associate records with the default association type; associating twice changes nothing."""
         ...
+
+    def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
+        """Merge one record into another (HubSpot's POST /crm/v3/objects/{type}/merge): one record remains, with
+        both records' associations; merging a record that is already gone changes nothing."""
+        ...

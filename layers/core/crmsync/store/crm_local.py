@@ -117,6 +117,26 @@ class LocalCrmTable:
             ExpressionAttributeValues={":ids": {"SS": [to_id]}},
         )
 
+    def remove_association(self, object_type: str, record_id: str, to_type: str, to_id: str) -> None:
+        self._call(
+            "update_item",
+            Key={"pk": {"S": f"REC#{object_type}"}, "sk": {"S": record_id}},
+            UpdateExpression="DELETE #a :ids",
+            ExpressionAttributeNames={"#a": f"assoc_{to_type}"},
+            ExpressionAttributeValues={":ids": {"SS": [to_id]}},
+        )
+
+    def point_key(self, object_type: str, id_property: str, value: str, record_id: str) -> None:
+        """Make the unique key name this record (after a merge took the record that held it)."""
+        self._call(
+            "put_item",
+            Item={
+                "pk": {"S": f"KEY#{object_type}#{id_property}#{value}"},
+                "sk": {"S": "KEY"},
+                "record_id": {"S": record_id},
+            },
+        )
+
     def get(self, object_type: str, record_id: str) -> LocalRecord | None:
         answer = self._call(
             "get_item", Key={"pk": {"S": f"REC#{object_type}"}, "sk": {"S": record_id}}, ConsistentRead=True

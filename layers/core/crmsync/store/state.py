@@ -9,7 +9,9 @@ Items (pk / sk):
 - IDENTITY#<key>     / IDENTITY         identity link (email:<email>, shopify:customer:<id>) -> customer id
 - LINK#<ref>         / LINK             a payment reference (txn:<id>, order:<id or number>) -> order external id
 - NOTICE#<receipt id> / NOTICE          a deletion or compliance request, recorded durably
-Index `by-customer` (customer_id, pk): every entity of one customer.
+- MERGED#<customer id> / MERGED         the customer was merged into another (survivor, reason, receipt)
+- <entity pk>        / LINEAGE#<at>#<receipt id>   one conversion of the entity: version, outcome, events
+Index `by-customer` (customer_id, pk): every entity and identity link of one customer.
 """
 
 from __future__ import annotations
@@ -191,6 +193,10 @@ class StateStore:
         item = self._get(f"IDENTITY#{key}", "IDENTITY")
         return str(item["customer_id"]["S"]) if item else None
 
+    def identity_reason(self, key: str) -> str | None:
+        item = self._get(f"IDENTITY#{key}", "IDENTITY")
+        return str(item["reason"]["S"]) if item and "reason" in item else None
+
     def link_identity(self, key: str, customer_id: str, reason: str) -> str:
         """Link key -> customer id unless already linked; returns the customer id the key ends up with."""
         try:
@@ -213,6 +219,121 @@ class StateStore:
         except BotoCoreError as exc:
             raise translate(exc) from exc
         return customer_id
+
+    # --- merges ---------------------------------------------------------------------------------
+    def mark_merged(self, loser: str, survivor: str, reason: str, receipt_id: str, at: str) -> str:
+        """Record that `loser` is merged into `survivor` unless it already is; returns the survivor on record."""
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"MERGED#{loser}"},
+                    "sk": {"S": "MERGED"},
+                    "survivor": {"S": survivor},
+                    "reason": {"S": reason},
+                    "receipt_id": {"S": receipt_id},
+                    "at": {"S": at},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if not isinstance(error, ConditionFailed):
+                raise error from exc
+            return self.merged_into(loser) or survivor
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return survivor
+
+    def merged_into(self, customer_id: str) -> str | None:
+        """The customer this one was merged into (one step), if it was."""
+        item = self._get(f"MERGED#{customer_id}", "MERGED")
+        return str(item["survivor"]["S"]) if item else None
+
+    def merge_record(self, customer_id: str) -> dict[str, str] | None:
+        item = self._get(f"MERGED#{customer_id}", "MERGED")
+        return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v} if item else None
+
+    def customer_index(self, customer_id: str) -> list[tuple[str, str]]:
+        """(pk, sk) of every item the by-customer index holds for the customer: entities and identity links."""
+        keys: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by-customer",
+            "KeyConditionExpression": "customer_id = :c",
+            "ExpressionAttributeValues": {":c": {"S": customer_id}},
+            "ProjectionExpression": "pk, sk",
+        }
+        try:
+            while True:
+                page = self._ddb.query(**kwargs)
+                keys.extend((i["pk"]["S"], i["sk"]["S"]) for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return keys
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def reassign(self, pk: str, sk: str, loser: str, survivor: str) -> None:
+        """Point an entity or identity link of `loser` at `survivor`; a no-op if it already moved or is gone."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                UpdateExpression="SET customer_id = :s",
+                ConditionExpression="customer_id = :l",
+                ExpressionAttributeValues={":s": {"S": survivor}, ":l": {"S": loser}},
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if not isinstance(error, ConditionFailed):
+                raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
+    def move_source(self, loser: str, survivor: str, item: StoredItem, rank: int = 0) -> None:
+        """Move one source's view of the customer to the survivor (version-guarded there), then delete it."""
+        self.put_versioned(f"CUSTOMER#{survivor}", item.sk, Versioned(item.version, rank, item.receipt_id), item.data)
+        try:
+            self._ddb.delete_item(TableName=self.table, Key={"pk": {"S": f"CUSTOMER#{loser}"}, "sk": {"S": item.sk}})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def forget_crm_ids(self, pk: str, backend: str) -> None:
+        try:
+            self._ddb.delete_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": f"CRM#{backend}"}})
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    # --- lineage --------------------------------------------------------------------------------
+    def record_lineage(self, pk: str, at: str, receipt_id: str, entry: dict[str, Any]) -> None:
+        """One step of an entity's history (a conversion, a CRM write); written once per receipt and step."""
+        self._put(
+            {
+                "pk": {"S": pk},
+                "sk": {"S": f"LINEAGE#{at}#{receipt_id}#{entry.get('step', '')}"},
+                "data": {"S": json.dumps(entry, separators=(",", ":"), sort_keys=True)},
+            }
+        )
+
+    def lineage(self, pk: str) -> list[dict[str, Any]]:
+        """The entity's history, oldest first."""
+        entries: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :l)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":l": {"S": "LINEAGE#"}},
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self._ddb.query(**kwargs)
+                entries.extend(json.loads(i["data"]["S"]) for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return entries
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
 
     # --- CRM ids --------------------------------------------------------------------------------
     def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
