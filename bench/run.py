@@ -1772,6 +1772,7 @@ class MemoryState:
         self.orders: dict[str, StoredItem] = {}
         self.customers: dict[str, dict[str, StoredItem]] = {}  # customer id -> sk -> item
         self.crm_ids: dict[tuple[str, str, str], str] = {}
+        self.lineage: dict[tuple[str, str, str, str], dict[str, Any]] = {}
 
     def get_order(self, external_id: str) -> StoredItem | None:
         return self.orders.get(external_id)
@@ -1787,6 +1788,9 @@ class MemoryState:
 
     def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
         self.crm_ids[(pk, backend, object_type)] = crm_id
+
+    def record_lineage(self, pk: str, at: str, receipt_id: str, entry: dict[str, Any]) -> None:
+        self.lineage[(pk, at, receipt_id, entry.get("step", ""))] = entry
 
 
 def _event(entity: Customer | Order, key: str, customer_id: str | None) -> DomainEvent:

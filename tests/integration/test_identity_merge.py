@@ -83,7 +83,7 @@ def test_a_phone_that_joins_two_customers_merges_them_in_state_and_crm(aws, send
         "phone:+33612345678",
     }
     # And the merge is recorded with its reason, and the old id answers with the survivor
-    [update] = [e for e in marie["history"][f"customer:{marie['id']}"] if e["identity"]["merged"]]
+    [update] = [e for e in marie["history"][f"customer:{marie['id']}"] if e.get("identity", {}).get("merged")]
     assert update["identity"]["merged"] == [
         {"customer_id": guest_id, "reason": f"same phone joined {marie['id']} and {guest_id}"}
     ]
@@ -96,6 +96,14 @@ def test_a_phone_that_joins_two_customers_merges_them_in_state_and_crm(aws, send
     [deal] = local_crm(lambda_context, "deals")
     assert deal["associations"]["contacts"] == [contact["id"]]
     assert contact["associations"]["deals"] == [deal["id"]]
+    # And the order's history runs receipt -> version -> events -> CRM id
+    convert_step, crm_step = marie["history"]["woocommerce:order:88001"]
+    assert (convert_step["step"], convert_step["outcome"], convert_step["events"]) == (
+        "convert", "written", ["order.placed"],
+    )  # fmt: skip
+    assert (crm_step["step"], crm_step["crm_id"], crm_step["receipt_id"]) == (
+        "crm", deal["id"], convert_step["receipt_id"],
+    )  # fmt: skip
 
 
 def test_a_shared_phone_never_merges_people_with_different_emails(aws, send, lambda_context):
@@ -109,7 +117,7 @@ def test_a_shared_phone_never_merges_people_with_different_emails(aws, send, lam
     assert marie["id"] != pierre["id"]
     assert "phone:+33612345678" in {link["key"] for link in marie["identity"]}
     assert "phone:+33612345678" not in {link["key"] for link in pierre["identity"]}
-    [entry] = pierre["history"][f"customer:{pierre['id']}"]
+    [entry] = [e for e in pierre["history"][f"customer:{pierre['id']}"] if e["step"] == "convert"]
     assert entry["identity"]["not_merged"] == [f"{marie['id']}: shares the phone but is known by another email"]
     assert len(local_crm(lambda_context, "contacts")) == 2
 

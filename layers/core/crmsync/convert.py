@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crmsync.identity import resolve_customer_id
@@ -47,6 +47,11 @@ class ConvertDeps:
 
 def epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
+
+
+def version_at(value: datetime) -> str:
+    """A version as lineage records it: UTC ISO 8601 at the millisecond precision state versions have."""
+    return datetime.fromtimestamp(epoch_ms(value) / 1000, UTC).isoformat()
 
 
 def to_canonical(message: IngestMessage, body: bytes) -> Converted:
@@ -148,7 +153,7 @@ def _record_lineage(
     """receipt -> canonical version -> domain events: why the entity looks the way it does."""
     deps.state.record_lineage(
         pk,
-        message.received_at.isoformat(),
+        version_at(version),  # history sorts by the version it is about, as the CRM writer's steps do
         message.receipt_id,
         {
             "step": "convert",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crmsync.crm.port import Association, CrmPort, UpsertInput
@@ -45,6 +46,7 @@ class _Batch:
 
     deals: dict[str, dict[str, Any]] = field(default_factory=dict)  # deal external id -> view
     deal_pk: dict[str, str] = field(default_factory=dict)  # deal external id -> state pk
+    written: dict[str, tuple[int, str]] = field(default_factory=dict)  # state pk -> (version, receipt) being sent
     customers: list[str] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)  # (template, view, deal)
     merges: dict[str, set[str]] = field(default_factory=dict)  # survivor customer id -> customer ids merged into it
@@ -102,6 +104,7 @@ def _add_deal(batch: _Batch, deps: WriterDeps, kind: str, key: str, summary: Wri
     if kind == "ORDER":
         batch.deals[key] = order_view(stored.data, stored.customer_id)
         batch.deal_pk[key] = f"ORDER#{key}"
+        batch.written[f"ORDER#{key}"] = (stored.version, stored.receipt_id)
         _add_customer(batch, stored.customer_id)
         return key
     view = payment_view(stored.data, stored.customer_id)
@@ -114,6 +117,7 @@ def _add_deal(batch: _Batch, deps: WriterDeps, kind: str, key: str, summary: Wri
         return order_key
     batch.deals[key] = view
     batch.deal_pk[key] = f"PAYMENT#{key}"
+    batch.written[f"PAYMENT#{key}"] = (stored.version, stored.receipt_id)
     return key
 
 
@@ -152,13 +156,21 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
         }
         for survivor, merged in batch.merges.items()
     }
-    customers = {cid: customer_view(cid, items) for cid in batch.customers if (items := deps.state.customer_items(cid))}
+    customers = {}
+    for cid in batch.customers:
+        items = deps.state.customer_items(cid)
+        if items:
+            customers[cid] = customer_view(cid, items)
+            newest = max(items, key=lambda item: item.version)
+            batch.written[f"CUSTOMER#{cid}"] = (newest.version, newest.receipt_id)
     summary.skipped.extend(cid for cid in batch.customers if cid not in customers)
     summary.contacts = _upsert_all(
         deps, "contacts", deps.mapping.contacts, customers, summary, {cid: f"CUSTOMER#{cid}" for cid in customers}
     )
+    _record_lineage(deps, batch, "contact", summary.contacts, {cid: f"CUSTOMER#{cid}" for cid in customers})
     _merge_contacts(batch, folded, deps, summary)
     summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, batch.deals, summary, batch.deal_pk)
+    _record_lineage(deps, batch, "deal", summary.deals, batch.deal_pk)
 
     pairs = [
         Association(from_id=summary.deals[key], to_id=summary.contacts[view["customer_id"]])
@@ -174,6 +186,23 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
         associations=summary.associations, skipped=len(summary.skipped),
     )  # fmt: skip
     return summary
+
+
+def _record_lineage(
+    deps: WriterDeps, batch: _Batch, object_type: str, crm_ids: dict[str, str], state_pks: dict[str, str]
+) -> None:
+    """canonical version -> CRM id: which stored version each CRM record now shows (once per version)."""
+    for key, crm_id in crm_ids.items():
+        pk = state_pks.get(key)
+        if pk is None or pk not in batch.written:
+            continue
+        version, receipt_id = batch.written[pk]
+        at = datetime.fromtimestamp(version / 1000, UTC).isoformat()  # as crmsync.convert.version_at
+        deps.state.record_lineage(
+            pk, at, receipt_id,
+            {"step": "crm", "backend": deps.crm.name, "object_type": object_type, "crm_id": crm_id,
+             "version": at, "receipt_id": receipt_id},
+        )  # fmt: skip
 
 
 def _merge_contacts(batch: _Batch, folded: dict[str, set[str]], deps: WriterDeps, summary: WriteSummary) -> None:
