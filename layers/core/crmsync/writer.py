@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crmsync.crm.port import Association, CrmPort, UpsertInput
+from crmsync.identity import current_id
 from crmsync.links import payment_links
 from crmsync.models import Payment
 from crmsync.observability import logger
@@ -50,6 +51,7 @@ class _Batch:
     customers: list[str] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)  # (template, view, deal)
     merges: dict[str, set[str]] = field(default_factory=dict)  # survivor customer id -> customer ids merged into it
+    owners: dict[str, str] = field(default_factory=dict)  # customer id as stored -> the customer holding it now
 
 
 def _input(mapping: ObjectMapping, view: dict[str, Any]) -> UpsertInput | None:
@@ -87,6 +89,17 @@ def _upsert_all(
     return ids
 
 
+def _owner(batch: _Batch, deps: WriterDeps, customer_id: str | None) -> str | None:
+    """The customer that holds this one now: an entity written just as its customer was merged may still name
+    the merged id (the merge moves entities through an eventually consistent index), and must not be sent to the
+    CRM under it."""
+    if customer_id is None:
+        return None
+    if customer_id not in batch.owners:
+        batch.owners[customer_id] = current_id(deps.state, customer_id)
+    return batch.owners[customer_id]
+
+
 def _add_customer(batch: _Batch, customer_id: str | None) -> None:
     if customer_id and customer_id not in batch.customers:
         batch.customers.append(customer_id)
@@ -102,18 +115,18 @@ def _add_deal(batch: _Batch, deps: WriterDeps, kind: str, key: str, summary: Wri
         summary.skipped.append(key)
         return None
     if kind == "ORDER":
-        batch.deals[key] = order_view(stored.data, stored.customer_id)
+        batch.deals[key] = order_view(stored.data, _owner(batch, deps, stored.customer_id))
         batch.deal_pk[key] = f"ORDER#{key}"
         batch.written[f"ORDER#{key}"] = (stored.version, stored.receipt_id)
-        _add_customer(batch, stored.customer_id)
+        _add_customer(batch, _owner(batch, deps, stored.customer_id))
         return key
-    view = payment_view(stored.data, stored.customer_id)
-    _add_customer(batch, stored.customer_id)
+    view = payment_view(stored.data, _owner(batch, deps, stored.customer_id))
+    _add_customer(batch, _owner(batch, deps, stored.customer_id))
     order_key = deps.state.find_link(payment_links(Payment.model_validate(stored.data)))
     if order_key and _add_deal(batch, deps, "ORDER", order_key, summary):
         order = batch.deals[order_key]
         order["payment_status"] = view["payment_status"]
-        order["customer_id"] = order.get("customer_id") or stored.customer_id
+        order["customer_id"] = order.get("customer_id") or _owner(batch, deps, stored.customer_id)
         return order_key
     batch.deals[key] = view
     batch.deal_pk[key] = f"PAYMENT#{key}"
@@ -126,7 +139,7 @@ def _gather(events: Sequence[DomainEvent], deps: WriterDeps, summary: WriteSumma
     # The last event per key is enough (the writer reads current state), but every merge must be seen.
     for event in [e for e in events if e.merged] + list({e.key: e for e in events if not e.merged}.values()):
         if event.entity == "customer":
-            _add_customer(batch, event.key)
+            _add_customer(batch, _owner(batch, deps, event.key))
             if event.merged:
                 batch.merges.setdefault(event.key, set()).add(event.merged)
         elif event.entity in ("order", "payment"):
@@ -138,7 +151,7 @@ def _gather(events: Sequence[DomainEvent], deps: WriterDeps, summary: WriteSumma
                 continue
             target = deal_target(event.entity, stored.data)
             deal = _add_deal(batch, deps, *target, summary) if target else None
-            _add_customer(batch, stored.customer_id)
+            _add_customer(batch, _owner(batch, deps, stored.customer_id))
             batch.notes.append((event.entity, note_view(event.entity, stored.data), deal))
     return batch
 

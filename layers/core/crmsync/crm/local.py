@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from crmsync.crm.port import Association, UpsertInput, UpsertResult
 from crmsync.store.crm_local import LocalCrmTable
+from crmsync.store.errors import ConditionFailed
 
 
 @dataclass(frozen=True)
@@ -20,19 +21,34 @@ class LocalCrm:
     def _upsert_one(self, object_type: str, item: UpsertInput) -> UpsertResult:
         existing = self.records.find_id(object_type, item.id_property, item.id_value)
         if existing is None:
-            # Record first, key second: whoever finds the key always finds its record.
+            # Key first, record second: a crash between the two leaves a key without its record, which the retry
+            # completes below. (Record first would leave an unkeyed record, and the retry would make a duplicate.)
             new_id = self.records.next_id(object_type)
-            self.records.create(object_type, new_id, item.properties)
             winner = self.records.claim_key(object_type, item.id_property, item.id_value, new_id)
             if winner == new_id:
+                try:
+                    self.records.create(object_type, new_id, item.properties)
+                except ConditionFailed:  # a racer found our key first and completed the record
+                    self.records.update_properties(object_type, new_id, item.properties)
                 return UpsertResult(id=new_id, created=True)
-            self.records.delete(object_type, new_id)  # a concurrent writer created it first
-            existing = winner
-        self.records.update_properties(object_type, existing, item.properties)
+            existing = winner  # a concurrent writer claimed it first
+        try:
+            self.records.update_properties(object_type, existing, item.properties)
+        except ConditionFailed:
+            # The key's record was never written (its writer died in between): write it now, once.
+            try:
+                self.records.create(object_type, existing, item.properties)
+            except ConditionFailed:  # a racing retry wrote it first
+                self.records.update_properties(object_type, existing, item.properties)
+            return UpsertResult(id=existing, created=True)
         return UpsertResult(id=existing, created=False)
 
     def associate(self, from_type: str, to_type: str, pairs: Sequence[Association]) -> None:
         for pair in pairs:
+            # Both records must exist before either side is written, so a failed call leaves nothing one-sided.
+            for object_type, record_id in ((from_type, pair.from_id), (to_type, pair.to_id)):
+                if self.records.get(object_type, record_id) is None:
+                    raise ConditionFailed(f"{object_type} {record_id} does not exist")
             self.records.add_association(from_type, pair.from_id, to_type, pair.to_id)
             self.records.add_association(to_type, pair.to_id, from_type, pair.from_id)
 

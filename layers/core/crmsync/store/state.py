@@ -67,28 +67,29 @@ class StateStore:
     def put_versioned(
         self, pk: str, sk: str, meta: Versioned, data: dict[str, Any], *, customer_id: str | None = None
     ) -> bool:
-        """Write unless stored state is newer; True when written, False when the write was stale."""
-        item: dict[str, AttributeValueTypeDef] = {
-            "pk": {"S": pk},
-            "sk": {"S": sk},
-            "version": {"N": str(meta.version)},
-            "rank": {"N": str(meta.rank)},
-            "receipt_id": {"S": meta.receipt_id},
-            "data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)},
+        """Write unless stored state is newer; True when written, False when the write was stale.
+
+        An update, not a put: a version that names no customer keeps the customer the entity already has (an
+        order's later webhook may leave the customer out), and lineage or other attributes are never dropped."""
+        names = {"#rank": "rank", "#data": "data", "#version": "version"}
+        values: dict[str, AttributeValueTypeDef] = {
+            ":v": {"N": str(meta.version)},
+            ":r": {"N": str(meta.rank)},
+            ":rid": {"S": meta.receipt_id},
+            ":data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)},
         }
+        update = "SET #version = :v, #rank = :r, receipt_id = :rid, #data = :data"
         if customer_id:
-            item["customer_id"] = {"S": customer_id}
+            update += ", customer_id = :cid"
+            values[":cid"] = {"S": customer_id}
         try:
-            self._ddb.put_item(
+            self._ddb.update_item(
                 TableName=self.table,
-                Item=item,
-                ConditionExpression=VERSION_GUARD,
-                ExpressionAttributeNames={"#rank": "rank"},
-                ExpressionAttributeValues={
-                    ":v": {"N": str(meta.version)},
-                    ":r": {"N": str(meta.rank)},
-                    ":rid": {"S": meta.receipt_id},
-                },
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                UpdateExpression=update,
+                ConditionExpression=VERSION_GUARD.replace("version", "#version"),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             error = translate(exc)
