@@ -136,3 +136,17 @@ def test_the_joining_state_sent_again_changes_nothing(aws, send, lambda_context)
     assert after["orders"] == before["orders"]
     assert len(local_crm(lambda_context, "contacts")) == 1
     assert len(local_crm(lambda_context, "deals")) == 1
+
+
+def test_a_contact_first_known_without_email_stays_one_contact_when_the_email_arrives(aws, send, lambda_context):
+    # Given a WooCommerce guest known only by phone: one contact without an email
+    send("woocommerce-guest-order.json", topic="order.created")
+    [before] = local_crm(lambda_context, "contacts")
+    assert "email" not in before["properties"]
+    # When her Shopify account with that phone and her email arrives (no create seen before)
+    send("shopify-customer-update.json", topic="customers/update")
+    # Then she is still one contact, now with her email, and still on the guest order's deal
+    [contact] = local_crm(lambda_context, "contacts")
+    assert (contact["properties"]["email"], contact["properties"]["phone"]) == (MARIE, "+33612345678")
+    [deal] = local_crm(lambda_context, "deals")
+    assert deal["associations"]["contacts"] == [contact["id"]]

@@ -160,15 +160,6 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
     summary = WriteSummary()
     batch = _gather(events, deps, summary)
 
-    # The contacts a merge folds together, read before the survivor's upsert records its own contact id.
-    folded = {
-        survivor: {
-            contact
-            for cid in (survivor, *merged)
-            if (contact := deps.state.crm_ids(f"CUSTOMER#{cid}", deps.crm.name).get("contact"))
-        }
-        for survivor, merged in batch.merges.items()
-    }
     customers = {}
     for cid in batch.customers:
         items = deps.state.customer_items(cid)
@@ -177,11 +168,25 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
             newest = max(items, key=lambda item: item.version)
             batch.written[f"CUSTOMER#{cid}"] = (newest.version, newest.receipt_id)
     summary.skipped.extend(cid for cid in batch.customers if cid not in customers)
-    summary.contacts = _upsert_all(
-        deps, "contacts", deps.mapping.contacts, customers, summary, {cid: f"CUSTOMER#{cid}" for cid in customers}
-    )
+    # The contacts each customer (and every customer merged into it) already has, read before the upsert: the
+    # upsert finds a contact by email, so a customer first known without one, or merged from another, may land on
+    # a different contact than the one on record, and the two must become one.
+    known = {
+        cid: {
+            contact
+            for owner in (cid, *batch.merges.get(cid, ()))
+            if (contact := deps.state.crm_ids(f"CUSTOMER#{owner}", deps.crm.name).get("contact"))
+        }
+        for cid in customers
+    }
+    summary.contacts = _upsert_all(deps, "contacts", deps.mapping.contacts, customers, summary)
+    _merge_contacts(batch, known, deps, summary)
+    # Recorded only once the merges are done: a retry after a failed merge still knows the contact to fold in.
+    for cid, contact in summary.contacts.items():
+        deps.state.record_crm_id(f"CUSTOMER#{cid}", deps.crm.name, "contact", contact)
+    for merged in {m for survivor in summary.contacts for m in batch.merges.get(survivor, ())}:
+        deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
     _record_lineage(deps, batch, "contact", summary.contacts, {cid: f"CUSTOMER#{cid}" for cid in customers})
-    _merge_contacts(batch, folded, deps, summary)
     summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, batch.deals, summary, batch.deal_pk)
     _record_lineage(deps, batch, "deal", summary.deals, batch.deal_pk)
 
@@ -218,17 +223,16 @@ def _record_lineage(
         )  # fmt: skip
 
 
-def _merge_contacts(batch: _Batch, folded: dict[str, set[str]], deps: WriterDeps, summary: WriteSummary) -> None:
-    """One person, one contact: every contact the merged customers had is merged into the survivor's."""
-    for survivor, contacts in folded.items():
-        primary = summary.contacts.get(survivor)
+def _merge_contacts(batch: _Batch, known: dict[str, set[str]], deps: WriterDeps, summary: WriteSummary) -> None:
+    """One person, one contact: every other contact on record for the customer (or for customers merged into it)
+    is merged into the one the upsert wrote."""
+    for cid, contacts in known.items():
+        primary = summary.contacts.get(cid)
         if primary is None:
             continue
         for contact in sorted(contacts - {primary}):
             deps.crm.merge("contacts", primary, contact)
-            logger.info("crm contacts merged", survivor=survivor, primary=primary, merged=contact)
-        for merged in batch.merges[survivor]:
-            deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
+            logger.info("crm contacts merged", customer_id=cid, primary=primary, merged=contact)
 
 
 def _write_notes(batch: _Batch, deps: WriterDeps, summary: WriteSummary) -> None:
