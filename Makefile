@@ -13,7 +13,7 @@ PYTEST_ARGS   ?=
 export SAM_CLI_TELEMETRY := 0
 export CRMSYNC_PORT
 
-.PHONY: help install run send-sample test test-unit test-integration test-e2e lint format typecheck validate build deploy bench clean
+.PHONY: help install run send-sample dlq redrive replay hubspot-setup hubspot-fake salesforce-fake test test-unit test-integration test-e2e lint format typecheck validate build deploy bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,28 @@ run: install ## Start the local stack (ministack + sam build + sam deploy) on ht
 
 send-sample: install ## Send a signed sample webhook to the running local stack (SOURCE=shopify|woocommerce|stripe)
 	$(PY) local/send_sample.py
+
+# Operator tools (local/ops.py) through the API with the operator key: the running local stack's by default, or
+# CRMSYNC_URL + CRMSYNC_API_KEY (e.g. a stack in AWS). QUEUE is ingest-dlq, crm-dlq, events-dlq or rules-dlq.
+dlq: install ## List the DLQs' messages with their errors (QUEUE=... LIMIT=10); nothing is consumed
+	$(PY) local/ops.py dlq list $(if $(QUEUE),--queue $(QUEUE)) $(if $(LIMIT),--limit $(LIMIT))
+
+redrive: install ## Send a DLQ's messages back to their queue: QUEUE=... (all), IDS="<message id> ..." for some
+	@test -n "$(QUEUE)" || { echo "usage: make redrive QUEUE=ingest-dlq|crm-dlq|events-dlq|rules-dlq [IDS=\"id ...\"]"; exit 2; }
+	$(PY) local/ops.py dlq redrive --queue $(QUEUE) $(foreach id,$(IDS),--message-id $(id))
+
+replay: install ## Replay archived webhooks: FROM=... TO=... (UTC, ISO 8601) or RECEIPTS="<receipt id> ..."
+	$(PY) local/ops.py replay $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
+		$(foreach r,$(RECEIPTS),--receipt-id $(r)) $(if $(LIMIT),--limit $(LIMIT))
+
+hubspot-setup: install ## Create the HubSpot properties crmsync needs, idempotently (HUBSPOT_ACCESS_TOKEN, HUBSPOT_BASE_URL)
+	PYTHONPATH=layers/core $(PY) -m crmsync.crm.hubspot_setup $(if $(DRY_RUN),--dry-run)
+
+hubspot-fake: install ## Serve the spec-validating fake HubSpot on 127.0.0.1:$HUBSPOT_FAKE_PORT (default 8765)
+	$(PY) -m local.hubspot_fake --port $(or $(HUBSPOT_FAKE_PORT),8765) $(if $(HUBSPOT_ACCESS_TOKEN),--token $(HUBSPOT_ACCESS_TOKEN))
+
+salesforce-fake: install ## Serve the fake Salesforce on 127.0.0.1:$SALESFORCE_FAKE_PORT (default 8766)
+	$(PY) -m local.salesforce_fake --port $(or $(SALESFORCE_FAKE_PORT),8766) $(if $(SALESFORCE_ACCESS_TOKEN),--token $(SALESFORCE_ACCESS_TOKEN))
 
 test: install lint typecheck validate ## Run everything: ruff, mypy, sam validate --lint, unit, integration and e2e tests
 	$(PY) -m pytest $(PYTEST_ARGS)

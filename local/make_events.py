@@ -35,14 +35,15 @@ ARCHIVE_KEY = "raw/shopify/2026/11/20/example-orders-create"
 def api_request(method: str, path: str, resource: str, **extra: Any) -> dict[str, Any]:
     body: bytes | None = extra.pop("body", None)
     headers: dict[str, str] = extra.pop("headers", {})
+    query: dict[str, str] | None = extra.pop("query", None)
     return {
         "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": extra.pop("query", None),
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
         "pathParameters": extra.pop("path_params", None),
         "stageVariables": None,
         "requestContext": {
@@ -206,6 +207,26 @@ def main() -> None:
             "GET", "/local-crm/contacts", "/local-crm/{type}", headers={"x-api-key": API_KEY},
             path_params={"type": "contacts"},
         ),
+        "api-sync-dlq-list.json": api_request(
+            "GET", "/sync/dlq", "/sync/dlq", headers={"x-api-key": API_KEY}, query={"limit": "10"},
+        ),
+        "api-sync-dlq-redrive.json": api_request(
+            "POST", "/sync/dlq/redrive", "/sync/dlq/redrive",
+            headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+            body=json.dumps({"queue": "ingest-dlq"}).encode(),
+        ),
+        "api-sync-replay.json": api_request(
+            "POST", "/sync/replay", "/sync/replay",
+            headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+            body=json.dumps({"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z", "limit": 100}).encode(),
+        ),
+        "api-rules-dry-run.json": api_request(
+            "POST", "/rules/dry-run", "/rules/dry-run",
+            headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+            body=json.dumps({"since": "2026-11-20T00:00:00Z", "until": "2026-11-21T00:00:00Z", "rules": "default"})
+            .encode(),
+        ),
+        "rules-order-placed.json": sqs_event([json.dumps(order_placed)], "crmsync-RulesQueue"),
     }  # fmt: skip
     for name, event in files.items():
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n")

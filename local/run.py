@@ -39,6 +39,22 @@ SECRETS: dict[str, tuple[str, str]] = {
     "CRMSYNC_API_KEY": ("OperatorApiKeySecretId", "local-operator-key"),
 }
 
+# Env var -> template parameter: which CRM the local stack writes to (e.g. CRM_BACKEND=hubspot with
+# HUBSPOT_BASE_URL=http://127.0.0.1:8765, a HubSpot-compatible server such as local/hubspot_fake.py).
+CRM_PARAMETERS = {
+    "CRM_BACKEND": "CrmBackend",
+    "HUBSPOT_BASE_URL": "HubSpotBaseUrl",
+    "HUBSPOT_RATE_LIMIT": "HubSpotRateLimit",
+    "HUBSPOT_DAILY_LIMIT": "HubSpotDailyLimit",
+    "CRMSYNC_RULES": "RuleSet",  # the automation rule set (config/rules/<name>.yaml; none = off)
+}
+
+
+def crm_parameters() -> list[str]:
+    """sam deploy parameter overrides for the CRM settings set in the environment."""
+    return [f"{parameter}={os.environ[env]}" for env, parameter in CRM_PARAMETERS.items() if os.environ.get(env)]
+
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -174,6 +190,8 @@ class Stack:
                 "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND",
                 "--no-confirm-changeset", "--no-fail-on-empty-changeset",
                 "--parameter-overrides", f"LogLevel={os.environ.get('CRMSYNC_LOG_LEVEL', 'INFO')}",
+                f"RetryBackoffSeconds={os.environ.get('CRMSYNC_RETRY_BACKOFF_SECONDS', '2')}",
+                *crm_parameters(),
             ],
             "sam-deploy.log",
         )  # fmt: skip
@@ -187,6 +205,19 @@ class Stack:
             value = os.environ.get(env_name) or default
             secrets.put_secret_value(SecretId=self.outputs[output], SecretString=value)
             self.secrets[env_name] = value
+        if os.environ.get("HUBSPOT_ACCESS_TOKEN"):  # CRM_BACKEND=hubspot: the token goes to its secret, never printed
+            secrets.put_secret_value(
+                SecretId=self.outputs["HubSpotTokenSecretId"], SecretString=os.environ["HUBSPOT_ACCESS_TOKEN"]
+            )
+        # CRM_BACKEND=salesforce: instance URL + access token go to the credentials secret as JSON, never printed
+        if os.environ.get("SALESFORCE_INSTANCE_URL") and os.environ.get("SALESFORCE_ACCESS_TOKEN"):
+            credentials = {
+                "instance_url": os.environ["SALESFORCE_INSTANCE_URL"],
+                "access_token": os.environ["SALESFORCE_ACCESS_TOKEN"],
+            }
+            secrets.put_secret_value(
+                SecretId=self.outputs["SalesforceCredentialsSecretId"], SecretString=json.dumps(credentials)
+            )
         # Gap: ministack does not apply a template's TimeToLiveSpecification.
         self.client("dynamodb").update_time_to_live(
             TableName=self.outputs["ReceiptsTableName"],

@@ -1,4 +1,4 @@
-"""Operator API handler: GET /health and the local CRM's read routes (crmsync.api.routes)."""
+"""Operator API handler: every route but /webhooks/* (crmsync.api.routes)."""
 
 from typing import Any
 

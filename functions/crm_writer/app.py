@@ -1,4 +1,5 @@
-"""CRM-queue consumer: a batch of domain events -> crmsync.writer.write_events, in one CRM flush."""
+"""CRM-queue consumer: a batch of domain events -> crmsync.writer.write_events, in one CRM flush; a record that
+fails its last allowed attempt goes to the CRM DLQ with its error (crmsync.failures)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,25 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crmsync.crm.local import LocalCrm
+from crmsync.crm.backends import crm_for
+from crmsync.failures import DeadLetterer, SqsRecord, dead_letterer, log_failure
 from crmsync.mapping import load_mapping
 from crmsync.messages import DomainEvent
 from crmsync.observability import logger, metrics
 from crmsync.settings import Settings
-from crmsync.store.crm_local import LocalCrmTable
 from crmsync.store.state import StateStore
 from crmsync.writer import WriterDeps, write_events
 
+# Seconds kept back from the Lambda's timeout: the CRM adapter stops waiting on rate limits before this.
+TIME_RESERVE_SECONDS = 2.0
 
-def deps(settings: Settings) -> WriterDeps:
+
+def deps(settings: Settings, context: LambdaContext | None = None) -> WriterDeps:
+    """The writer's collaborators; with a context, the CRM adapter waits on rate limits only while there is time."""
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000 - TIME_RESERVE_SECONDS) if context else None
     return WriterDeps(
         state=StateStore(settings.state_table),
-        crm=LocalCrm(LocalCrmTable(settings.crm_local_table)),
+        crm=crm_for(settings, time_left=time_left),
         mapping=load_mapping(settings.mapping),
     )
 
@@ -30,22 +36,57 @@ def deps(settings: Settings) -> WriterDeps:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Hand-written instead of Powertools' BatchProcessor: the whole batch is flushed to the CRM in one set
     # of batch calls, which a per-record handler cannot express.
-    records = event.get("Records") or []
-    parsed: list[tuple[str, DomainEvent]] = []
-    failures: list[dict[str, str]] = []
+    settings = Settings.from_env()
+    failures = dead_letterer(settings, source_queue_url=settings.crm_queue_url, dlq_url=settings.crm_dlq_url)
+    records = [SqsRecord.from_lambda(raw) for raw in event.get("Records") or []]
+    parsed: list[tuple[SqsRecord, DomainEvent]] = []
+    failed: list[str] = []
     for record in records:
         try:
-            envelope = json.loads(record["body"])
-            parsed.append((record["messageId"], DomainEvent.model_validate(envelope["detail"])))
-        except (ValueError, KeyError, TypeError):
-            logger.exception("not a domain event", message_id=record.get("messageId"))
-            failures.append({"itemIdentifier": record["messageId"]})
+            parsed.append((record, DomainEvent.model_validate(json.loads(record.body)["detail"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            log_failure("not a domain event", exc, message_id=record.message_id)
+            if not failures.handle(record, exc):
+                failed.append(record.message_id)
     if parsed:
         try:
-            write_events([e for _, e in parsed], deps(Settings.from_env()))
+            writer_deps = deps(settings, context)
+        except Exception as exc:  # e.g. a wrong mapping file: every record fails with that reason
+            logger.exception("crm writer not configured", events=len(parsed))
+            failed.extend(r.message_id for r, _ in parsed if not failures.handle(r, exc))
+            return _answer(failed)
+        try:
+            write_events([e for _, e in parsed], writer_deps)
         except Exception:
             logger.exception("crm write failed; the batch will be retried", events=len(parsed))
-            failures.extend({"itemIdentifier": message_id} for message_id, _ in parsed)
+            failed.extend(_after_batch_failure(parsed, writer_deps, failures))
         else:
             metrics.add_metric(name="CrmEventsWritten", unit="Count", value=len(parsed))
-    return {"batchItemFailures": failures}
+    return _answer(failed)
+
+
+def _answer(failed: list[str]) -> dict[str, Any]:
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+def _after_batch_failure(
+    parsed: list[tuple[SqsRecord, DomainEvent]], writer_deps: WriterDeps, failures: DeadLetterer
+) -> list[str]:
+    """The message ids to report failed after the batch flush failed. Records with attempts left are retried as they
+    are. A record on its last attempt is written alone first, so that one poison event in a batch never takes the
+    good events of its batch with it into the DLQ: only what fails on its own is dead-lettered, with its own error."""
+    failed: list[str] = []
+    for record, domain_event in parsed:
+        if not failures.policy.is_last_attempt(record.attempts):
+            failures.back_off(record)
+            failed.append(record.message_id)
+            continue
+        try:
+            write_events([domain_event], writer_deps)
+        except Exception as own:
+            logger.exception("crm write of a single event failed on its last attempt", message_id=record.message_id)
+            if not failures.handle(record, own):
+                failed.append(record.message_id)
+        else:
+            metrics.add_metric(name="CrmEventsWritten", unit="Count", value=1)
+    return failed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from typing import Any
 
@@ -30,15 +29,25 @@ def deps(settings: Settings) -> IngestDeps:
     )
 
 
+def source_of(event: dict[str, Any]) -> str:
+    """The {source} of /webhooks/{source}; each known source also has a route of its own (/webhooks/shopify, ...,
+    throttled on its own), which has no path parameters."""
+    source = (event.get("pathParameters") or {}).get("source")
+    if isinstance(source, str):
+        return source
+    resource = event.get("resource") or ""
+    return resource.removeprefix("/webhooks/") if resource.startswith("/webhooks/") and "{" not in resource else ""
+
+
 def request_from(event: dict[str, Any]) -> WebhookRequest | WebhookAnswer:
     raw = event.get("body") or ""
     try:
         body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode("utf-8")
-    except (binascii.Error, UnicodeEncodeError):
+    except ValueError:  # not base64 (binascii.Error), non-ASCII text flagged base64, text that is not UTF-8
         return error(400, "body could not be decoded")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
     return WebhookRequest(
-        source=(event.get("pathParameters") or {}).get("source", ""),
+        source=source_of(event),
         headers=headers,
         body=body,
         correlation_id=(event.get("requestContext") or {}).get("requestId", ""),

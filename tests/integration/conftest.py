@@ -26,6 +26,18 @@ SECRETS = {
     "API_KEY_SECRET_ID": "local-operator-key",
 }
 TABLES = {"ReceiptsTable": "RECEIPTS_TABLE", "StateTable": "STATE_TABLE", "CrmLocalTable": "CRM_LOCAL_TABLE"}
+# Queues as template.yaml declares them (name in moto = logical id): env var of the URL, and its DLQ.
+DLQS = {
+    "IngestDlq": "INGEST_DLQ_URL",
+    "CrmDlq": "CRM_DLQ_URL",
+    "EventsDlq": "EVENTS_DLQ_URL",
+    "RulesDlq": "RULES_DLQ_URL",
+}
+QUEUES = {
+    "IngestQueue": ("INGEST_QUEUE_URL", "IngestDlq"),
+    "CrmQueue": ("CRM_QUEUE_URL", "CrmDlq"),
+    "RulesQueue": ("RULES_QUEUE_URL", "RulesDlq"),
+}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -37,6 +49,11 @@ _CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 def template_resources() -> dict[str, Any]:
     return yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)["Resources"]  # noqa: S506
+
+
+def max_receive_count(queue: str) -> int:
+    """The maxReceiveCount of a queue's redrive policy in template.yaml."""
+    return int(template_resources()[queue]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
 
 
 @dataclass
@@ -140,8 +157,21 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="crmsync-test-archive")
         env["ARCHIVE_BUCKET"] = "crmsync-test-archive"
         sqs = boto3.client("sqs", region_name="us-east-1")
-        env["INGEST_QUEUE_URL"] = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-        crm_queue_url = sqs.create_queue(QueueName="crm")["QueueUrl"]
+        for logical, env_name in DLQS.items():
+            env[env_name] = sqs.create_queue(QueueName=logical)["QueueUrl"]
+        for logical, (env_name, dlq) in QUEUES.items():
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=env[DLQS[dlq]], AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count(logical))}
+            env[env_name] = sqs.create_queue(
+                QueueName=logical,
+                Attributes={
+                    "VisibilityTimeout": str(resources[logical]["Properties"]["VisibilityTimeout"]),
+                    "RedrivePolicy": json.dumps(redrive),
+                },
+            )["QueueUrl"]
+        crm_queue_url = env["CRM_QUEUE_URL"]
         crm_queue_arn = sqs.get_queue_attributes(QueueUrl=crm_queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
@@ -150,6 +180,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         rule = resources["CrmEventsRule"]["Properties"]
         events.put_rule(Name="crm", EventBusName="crmsync-test-bus", EventPattern=json.dumps(rule["EventPattern"]))
         events.put_targets(Rule="crm", EventBusName="crmsync-test-bus", Targets=[{"Id": "crm", "Arn": crm_queue_arn}])
+        # The automation rules' bus rule, to the rules queue (drained by tests that run the rules function).
+        rules_queue_arn = sqs.get_queue_attributes(QueueUrl=env["RULES_QUEUE_URL"], AttributeNames=["QueueArn"])
+        pattern = resources["RulesEventsRule"]["Properties"]["EventPattern"]
+        events.put_rule(Name="rules", EventBusName="crmsync-test-bus", EventPattern=json.dumps(pattern))
+        events.put_targets(
+            Rule="rules", EventBusName="crmsync-test-bus",
+            Targets=[{"Id": "rules", "Arn": rules_queue_arn["Attributes"]["QueueArn"]}],
+        )  # fmt: skip
         env["EVENT_BUS_NAME"] = "crmsync-test-bus"
         secrets = boto3.client("secretsmanager", region_name="us-east-1")
         for env_name, value in SECRETS.items():

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import quote_from_bytes
 
 from crmsync.messages import IngestMessage
 from crmsync.observability import logger, metrics
@@ -23,6 +25,9 @@ from crmsync.store.receipts import Claim, ReceiptStore
 from crmsync.webhooks import SOURCES
 
 DAY = 86400
+# Header values HTTP cannot carry (CR/LF end a header, NUL is refused, a lone surrogate is no character): forged.
+_UNDELIVERABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+MAX_ID_CHARS = 512  # a receipt id or account: DynamoDB keys take 2048 bytes, S3 user metadata 2 KB in all
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,35 @@ def archive_key(source: str, receipt_id: str, at: datetime) -> str:
     return f"raw/{source}/{at:%Y/%m/%d}/{digest}"
 
 
+def archive_metadata(topic: str, receipt_id: str, received_at: datetime, account: str | None) -> dict[str, str]:
+    """What a replay needs to rebuild the queue message from the archive alone (crmsync.replay); S3 metadata is
+    ASCII only, so an account name that is not stays out (the message's account is informative only)."""
+    metadata = {"topic": topic, "receipt-id": receipt_id, "received-at": received_at.isoformat()}
+    if account and account.isascii():
+        metadata["account"] = account
+    return metadata
+
+
+def safe_id(text: str, limit: int = MAX_ID_CHARS) -> str:
+    """`text` as printable ASCII, each other character percent-encoded (UTF-8), and at most `limit` characters (a
+    longer one keeps its start and ends in the digest of the whole): what DynamoDB keys, S3 metadata and SQS all take.
+    The ids senders really send are printable ASCII already and come out unchanged; unsigned headers (Shopify's event
+    id, WooCommerce's store URL) could otherwise make a signed delivery unstorable, answered 503 on every retry."""
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(c if " " <= c <= "~" else quote_from_bytes(c.encode("utf-8", "surrogatepass")) for c in text)
+    if len(text) > limit:
+        text = f"{text[: limit - 72]}:sha256-{hashlib.sha256(text.encode()).hexdigest()}"
+    return text
+
+
 def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
     source = SOURCES.get(request.source)
     if source is None:
         return error(404, "unknown webhook source")
     if len(request.body) > deps.max_body_bytes:
         return error(413, f"body larger than {deps.max_body_bytes} bytes")
+    if any(_UNDELIVERABLE.search(value) for value in request.headers.values()):
+        return error(400, "header value with a control or invalid character")
     if source.is_ping(request.body, request.headers):
         return WebhookAnswer(200, {"status": "ignored", "receipt_id": None})
     secrets = deps.secrets(source.secret_setting)
@@ -82,10 +110,12 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
         payload = json.loads(request.body)
     except ValueError:
         return error(400, "body is not JSON")
+    except RecursionError:  # valid JSON, but nested deeper than the parser's stack (a signed sender never does that)
+        return error(400, "body is nested too deeply")
     topic = source.topic(request.headers, payload)
     if not topic:
         return error(400, "missing topic")
-    receipt_id = source.receipt_id(request.headers, payload, request.body)
+    receipt_id = safe_id(source.receipt_id(request.headers, payload, request.body))
     if topic not in source.handled_topics:
         metrics.add_metric(name="WebhookIgnored", unit="Count", value=1)
         return WebhookAnswer(200, {"status": "ignored", "receipt_id": receipt_id})
@@ -103,8 +133,10 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
 
     received_at = datetime.fromtimestamp(now, UTC)
     key = archive_key(source.name, receipt_id, received_at)
+    sender = source.account(request.headers, payload)
+    account = safe_id(sender) if sender else None
     try:
-        deps.archive.put(key, request.body, {"topic": topic, "receipt-id": receipt_id})
+        deps.archive.put(key, request.body, archive_metadata(topic, receipt_id, received_at, account))
         message = IngestMessage(
             receipt_id=receipt_id,
             source=source.name,
@@ -112,7 +144,7 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
             archive_key=key,
             received_at=received_at,
             correlation_id=request.correlation_id or receipt_id,
-            account=source.account(request.headers, payload),
+            account=account,
         )
         deps.queue.send(message.model_dump_json())
         deps.receipts.accept(receipt_id, token, topic=topic, archive_key=key, now=int(now))

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import binascii
+import json
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from pydantic import BaseModel, ValidationError
 
 from crmsync.api.auth import Unauthorized, check_operator_key, is_public
 from crmsync.customers import customer_document, find_by_email
+from crmsync.deadline import Deadline
+from crmsync.dlq import DLQS, ListQuery, NotConfigured, RedriveRequest, dead_letter_queue, list_messages, redrive
 from crmsync.observability import logger
+from crmsync.replay import BadReplay, ReplayDeps, ReplayRequest, replay
 from crmsync.settings import Settings
+from crmsync.store.archive import RawArchive
 from crmsync.store.crm_local import LocalCrmTable
 from crmsync.store.errors import StoreError
+from crmsync.store.queue import Queue
+from crmsync.store.receipts import ReceiptStore
 from crmsync.store.secrets import secret_values
 from crmsync.store.state import StateStore
 
 LOCAL_CRM_TYPES = ("contacts", "deals", "tasks", "notes")
+RESERVE_SECONDS = 3.0  # of the function's remaining time, kept for answering after a bounded operation
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -94,10 +104,98 @@ def get_local_record(object_type: str, record_id: str) -> dict[str, Any]:
     return record.as_json()
 
 
-def _error(status: HTTPStatus, reason: str) -> Response[str]:
-    import json
+# --- operator tools: dead-letter queues and replay (crmsync.dlq, crmsync.replay) -----------------------------------
+@app.get("/sync/dlq")
+def list_dead_letters() -> dict[str, Any]:
+    query = _validated(ListQuery, dict(app.current_event.query_string_parameters or {}))
+    settings = Settings.from_env()
+    deadline = _deadline()
+    names = [query.queue] if query.queue else list(DLQS)
+    listings = [
+        list_messages(dead_letter_queue(settings, name), limit=query.limit, deadline=deadline) for name in names
+    ]
+    return {"queues": [listing.as_json() for listing in listings]}
 
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps({"error": reason}))
+
+@app.post("/sync/dlq/redrive")
+def redrive_dead_letters() -> Response[str]:
+    request = _validated(RedriveRequest, _json_body())
+    dlq = dead_letter_queue(Settings.from_env(), request.queue)
+    result = redrive(dlq, message_ids=request.message_ids, max_messages=request.limit, deadline=_deadline())
+    return _json(HTTPStatus.ACCEPTED, result.as_json())
+
+
+@app.post("/sync/replay")
+def replay_from_archive() -> Response[str]:
+    request = _validated(ReplayRequest, _json_body())
+    settings = Settings.from_env()
+    deps = ReplayDeps(
+        archive=RawArchive(settings.archive_bucket),
+        receipts=ReceiptStore(settings.receipts_table),
+        queue=Queue(settings.ingest_queue_url),
+    )
+    return _json(HTTPStatus.ACCEPTED, replay(request, deps, deadline=_deadline()).as_json())
+
+
+# --- automation rules (crmsync.rules.dryrun): what a rule set would have done, writing nothing ---------------------
+@app.post("/rules/dry-run")
+def rules_dry_run() -> dict[str, Any]:
+    # Imported here: rule-engine builds its parser on import (about half a second), which no other route should pay.
+    from crmsync.rules.config import RuleFileError
+    from crmsync.rules.dryrun import DryRunRequest, run
+
+    request = _validated(DryRunRequest, _json_body())
+    try:
+        return run(request, Settings.from_env(), _deadline())
+    except RuleFileError as exc:  # names the file, each rule id and what is wrong
+        raise BadRequest(str(exc)) from exc
+
+
+def _deadline() -> Deadline:
+    """What is left of this invocation, less a reserve for answering: bounded operations stop in time."""
+    context = getattr(app, "lambda_context", None)
+    remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 10.0
+    return Deadline(max(1.0, remaining - RESERVE_SECONDS))
+
+
+def _json_body() -> Any:
+    try:
+        text = app.current_event.decoded_body
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("body could not be decoded") from exc
+    if not text or not text.strip():
+        raise BadRequest("a JSON body is required")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadRequest("body is not JSON") from exc
+    except RecursionError as exc:  # valid JSON nested deeper than the parser's stack
+        raise BadRequest("body is nested too deeply") from exc
+
+
+def _validated[Model: BaseModel](model: type[Model], data: Any) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(_reasons(exc)) from exc
+
+
+def _reasons(exc: ValidationError) -> str:
+    """Field and reason of each problem, never the input (which could be personal data)."""
+    reasons = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"])
+        reasons.append(f"{field}: {message}" if field else message)
+    return "; ".join(reasons)
+
+
+def _json(status: HTTPStatus, document: Any) -> Response[str]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(document))
+
+
+def _error(status: HTTPStatus, reason: str) -> Response[str]:
+    return _json(status, {"error": reason})
 
 
 @app.exception_handler(Unauthorized)
@@ -113,6 +211,17 @@ def _not_found(exc: NotFoundError) -> Response[str]:
 @app.exception_handler(BadRequest)
 def _bad_request(exc: BadRequest) -> Response[str]:
     return _error(HTTPStatus.BAD_REQUEST, str(exc))
+
+
+@app.exception_handler(BadReplay)
+def _bad_replay(exc: BadReplay) -> Response[str]:
+    return _error(HTTPStatus.BAD_REQUEST, str(exc))
+
+
+@app.exception_handler(NotConfigured)
+def _not_configured(exc: NotConfigured) -> Response[str]:
+    logger.error("operator tool not configured", reason=str(exc))
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
 
 
 @app.exception_handler(StoreError)

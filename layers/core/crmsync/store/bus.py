@@ -23,13 +23,14 @@ MAX_ENTRIES = 10
 class EventBus:
     name: str
     client: EventBridgeClient | None = None
+    source: str = SOURCE  # the automation rules publish as crmsync.rules, which no bus rule routes back
 
     def publish(self, events: Sequence[tuple[str, str]]) -> None:
         """Publish (detail-type, detail JSON) pairs; raises StoreError when any entry is rejected."""
         client = self.client or clients.events()
         for start in range(0, len(events), MAX_ENTRIES):
             entries: list[PutEventsRequestEntryTypeDef] = [
-                {"EventBusName": self.name, "Source": SOURCE, "DetailType": detail_type, "Detail": detail}
+                {"EventBusName": self.name, "Source": self.source, "DetailType": detail_type, "Detail": detail}
                 for detail_type, detail in events[start : start + MAX_ENTRIES]
             ]
             try:

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
+@dataclass(frozen=True)
+class Receipt:
+    receipt_id: str
+    status: str  # IN_PROGRESS | ACCEPTED
+    topic: str | None
+    archive_key: str | None
+    accepted_at: int | None  # epoch s
+
+
 class Claim(StrEnum):
     CLAIMED = "claimed"  # ours: go on and store the delivery
     DUPLICATE = "duplicate"  # accepted before: answer 200, do nothing
@@ -102,9 +111,23 @@ class ReceiptStore:
             raise translate(exc) from exc
 
     def status(self, receipt_id: str) -> str | None:
+        found = self.get(receipt_id)
+        return found.status if found else None
+
+    def get(self, receipt_id: str) -> Receipt | None:
+        """The receipt as stored (None once unknown or expired: receipts live ReceiptRetentionDays)."""
         try:
             item = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": receipt_id}}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
         found = item.get("Item")
-        return found["status"]["S"] if found else None
+        if not found:
+            return None
+        accepted_at = found.get("accepted_at", {}).get("N")
+        return Receipt(
+            receipt_id=receipt_id,
+            status=found["status"]["S"],
+            topic=found.get("topic", {}).get("S"),
+            archive_key=found.get("archive_key", {}).get("S"),
+            accepted_at=int(accepted_at) if accepted_at else None,
+        )

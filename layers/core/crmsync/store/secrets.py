@@ -1,6 +1,11 @@
-"""Secrets through Powertools Parameters (Secrets Manager), cached; one value may hold several, comma-separated."""
+"""Secrets through Powertools Parameters (Secrets Manager), cached; one value may hold several, separated by commas
+or newlines, current first (rotation: put the new one first, drop the old one once every sender uses the new)."""
 
 from __future__ import annotations
+
+import re
+
+_SEPARATORS = re.compile(r"[,\r\n]")
 
 
 def secret_values(secret_id: str, *, max_age: int = 300) -> list[str]:
@@ -11,4 +16,4 @@ def secret_values(secret_id: str, *, max_age: int = 300) -> list[str]:
 
     raw = parameters.get_secret(secret_id, max_age=max_age)
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return [part.strip() for part in text.split(",") if part.strip()]
+    return [part.strip() for part in _SEPARATORS.split(text) if part.strip()]
