@@ -390,3 +390,21 @@ def delivery_plan(world: World, seed: int, *, max_copies: int = 3) -> list[Deliv
     plan = [delivery for delivery in world.deliveries for _ in range(rng.randint(1, max_copies))]
     rng.shuffle(plan)
     return plan
+
+
+def paypal_signer() -> tuple[bytes, Any]:
+    """A key and a PayPal-shaped certificate (PEM): the suite signs PayPal webhooks as PayPal would."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.paypal.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM), key

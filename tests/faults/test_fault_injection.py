@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crmsync.messages import IngestMessage
-from tests.fakes import FaultyCrm
 from tests.faults import scenario
 from tests.faults.harness import CRM_STORM, FaultRates, Pipeline, Report, run
+from tests.faults.truth import assert_contacts_are_the_people, assert_crm_is_the_truth, assert_deals_are_the_truth
 
 PEOPLE = 560  # about 3,300 webhook events: the issue asks for at least 2,000
 STORM_PEOPLE = 300
@@ -30,21 +29,7 @@ REPORT = Path(__file__).resolve().parents[2] / ".local" / "faults" / "report.jso
 
 @pytest.fixture(scope="module")
 def paypal() -> tuple[bytes, Any]:
-    """A key and a PayPal-shaped certificate: the suite signs PayPal webhooks as PayPal would."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.paypal.com")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256())
-    )  # fmt: skip
-    return cert.public_bytes(serialization.Encoding.PEM), key
+    return scenario.paypal_signer()
 
 
 @pytest.fixture(scope="module")
@@ -83,62 +68,12 @@ def storm(paypal: tuple[bytes, Any]) -> tuple[scenario.World, Pipeline, Report]:
     return world, pipeline, report
 
 
-def contacts_by_person(crm: FaultyCrm, world: scenario.World) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {person.key: [] for person in world.people}
-    for record in crm.records("contacts"):
-        email, phone = record.properties.get("email"), record.properties.get("phone")
-        key = email if email else f"phone:{phone}"
-        found.setdefault(key, []).append(record)
-    return found
-
-
 def test_the_scenario_is_big_enough(world: scenario.World, outcome: tuple[Pipeline, Report, list[str]]) -> None:
     _, report, _ = outcome
     assert report.events >= 2000
     assert report.duplicates_delivered > report.events // 2
     assert sum(report.faults.values()) > 100
     assert report.poison_crashes > 0
-
-
-def assert_contacts_are_the_people(world: scenario.World, pipeline: Pipeline) -> None:
-    found = contacts_by_person(pipeline.crm, world)
-    # No contact exists that is no person's, and no person has two
-    assert set(found) == {person.key for person in world.people}
-    assert {key: len(records) for key, records in found.items() if len(records) != 1} == {}
-    for person in world.people:
-        [record] = found[person.key]
-        expected = {"firstname": person.first, "lastname": person.last, "phone": person.phone_e164}
-        assert {k: record.properties.get(k) for k in expected} == expected, person.key
-    assert pipeline.crm.duplicate_contacts_by_email() == {}
-
-
-def assert_deals_are_the_truth(world: scenario.World, pipeline: Pipeline) -> None:
-    crm = pipeline.crm
-    deals: dict[str, list[Any]] = {}
-    for record in crm.records("deals"):
-        deals.setdefault(record.properties["crmsync_external_id"], []).append(record)
-    assert {key: len(found) for key, found in deals.items() if len(found) != 1} == {}
-    assert set(deals) == set(world.deals)
-    contact_of = {key: records[0].id for key, records in contacts_by_person(crm, world).items() if records}
-    wrong = {}
-    for external_id, expected in world.deals.items():
-        [deal] = deals[external_id]
-        actual = (
-            deal.properties.get("dealstage"),
-            deal.properties.get("amount"),
-            deal.properties.get("deal_currency_code"),
-            sorted(deal.associations.get("contacts", [])),
-        )
-        person = [contact_of[expected.person]] if expected.person else []
-        wanted = (expected.stage, expected.amount, expected.currency, person)
-        if actual != wanted:
-            wrong[external_id] = (actual, wanted)
-    assert wrong == {}
-
-
-def assert_crm_is_the_truth(world: scenario.World, pipeline: Pipeline) -> None:
-    assert_contacts_are_the_people(world, pipeline)
-    assert_deals_are_the_truth(world, pipeline)
 
 
 def test_every_person_is_exactly_one_contact_with_their_details(
