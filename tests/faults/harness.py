@@ -214,7 +214,9 @@ class Pipeline:
                 if attempt == 1 and delivery.event in seen:
                     report.duplicates_delivered += 1
                 seen.add(delivery.event)
-                headers = {k.lower(): v for k, v in scenario.sign_for_delivery(delivery, paypal_key).items()}
+                headers = {
+                    k.lower(): v for k, v in scenario.sign_for_delivery(delivery, paypal_key, self.clock.now).items()
+                }
                 request = WebhookRequest(source=delivery.source, headers=headers, body=delivery.body)
                 try:
                     status = accept_webhook(request, self.ingest_deps()).status

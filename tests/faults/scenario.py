@@ -156,15 +156,17 @@ def _paypal(topic: str, payload: dict[str, Any], event: str) -> Delivery:
     return Delivery("paypal", topic, json.dumps(payload).encode(), {"Content-Type": "application/json"}, event)
 
 
-def sign_for_delivery(delivery: Delivery, paypal_key: Any) -> dict[str, str]:
-    """Headers as the vendor sends them at delivery time (Stripe and PayPal sign each delivery anew)."""
+def sign_for_delivery(delivery: Delivery, paypal_key: Any, at: float | None = None) -> dict[str, str]:
+    """Headers as the vendor sends them at delivery time `at` (epoch seconds, default now): Stripe and PayPal sign
+    each delivery anew, and PayPal's signature covers the transmission time."""
     if delivery.source == "stripe":
         return {**delivery.headers, "Stripe-Signature": stripe.sign(delivery.body, STRIPE_SECRET, int(time.time()))}
     if delivery.source == "paypal":
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
 
-        transmission_id, transmission_time = f"tx-{delivery.event}", _stamp(START)
+        sent = datetime.fromtimestamp(time.time() if at is None else at, UTC)
+        transmission_id, transmission_time = f"tx-{delivery.event}", _stamp(sent)
         message = f"{transmission_id}|{transmission_time}|{PAYPAL_WEBHOOK_ID}|{zlib.crc32(delivery.body)}".encode()
         signature = paypal_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
         return {
