@@ -52,7 +52,9 @@ import phonenumbers  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from bench import accuracy  # noqa: E402
-from crmsync.crm.port import Association, UpsertInput, UpsertResult  # noqa: E402
+from bench.crm_load import bench_crm_load  # noqa: E402
+from bench.soak import soak  # noqa: E402
+from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult  # noqa: E402
 from crmsync.ingest import IngestDeps, WebhookRequest, accept_webhook  # noqa: E402
 from crmsync.mapping import load_mapping  # noqa: E402
 from crmsync.messages import DomainEvent  # noqa: E402
@@ -507,18 +509,19 @@ def clear_conversion_caches() -> None:
 def check_conversion(corpus: Sequence[Payload]) -> list[tuple[str, str]]:
     """Untimed pass (also the warm-up): every payload converts, with a valid phone, and every phone is distinct.
 
-    Returns the arguments conversion passed to Money.from_decimal, to time that step on its own.
+    Returns every amount conversion turns into money (its `minor_units` calls: the Money itself is validated inside
+    Order.of), to time Money.from_decimal, which does both, on the same arguments.
     """
     clear_conversion_caches()
     phones = set()
     money_args: list[tuple[str, str]] = []
-    from_decimal = Money.from_decimal
+    minor_units = shopify.minor_units
 
-    def recording(value: str, currency: str) -> Money:
+    def recording(value: str, currency: str) -> int:
         money_args.append((value, currency))
-        return from_decimal(value, currency)
+        return minor_units(value, currency)
 
-    with mock.patch.object(Money, "from_decimal", recording):
+    with mock.patch.object(shopify, "minor_units", recording):
         converted = [
             (item, shopify.order_to_canonical(shopify.parse_order(item.body), receipt_id=item.receipt_id)[0])
             for item in corpus
@@ -654,7 +657,7 @@ class SourceBench:
     normalisers: tuple[str, ...]  # module attributes that normalise phones and countries (lru-cached)
     templates: tuple[str, ...]  # the fixtures the corpus varies
     make: MakeItem
-    model: type[BaseModel]  # what conversion parses the body into: fields it does not declare are never read
+    model: object  # the model or TypedDict conversion parses the body into: fields it does not declare are never read
     samples: tuple[str, ...]  # the vendor's published payloads among the fixtures; their unread fields pad templates
 
 
@@ -1187,14 +1190,14 @@ SOURCE_BENCHES = (
         topic=stripe.PAYMENT_INTENT_SUCCEEDED,
         convert=stripe.StripeWebhooks().convert,
         module=stripe,
-        parse=stripe.PaymentIntentEvent.model_validate_json,
-        parse_label="StripeEvent[StripePaymentIntent].model_validate_json",
+        parse=stripe.PaymentIntentEvent.validate_json,
+        parse_label="StripeEvent[StripePaymentIntent] validate_json",
         parse_attr="PaymentIntentEvent",
-        parse_stub=lambda lookup: SimpleNamespace(model_validate_json=lookup),
+        parse_stub=lambda lookup: SimpleNamespace(validate_json=lookup),
         normalisers=("normalize_phone", "normalize_country"),
         templates=STRIPE_TEMPLATES,
         make=make_stripe,
-        model=stripe.PaymentIntentEvent,
+        model=stripe.StripeEvent[stripe.StripePaymentIntent],
         samples=("payment_intent.succeeded.json", "payment_intent.succeeded.2025-04-30.basil.json"),
     ),
     SourceBench(
@@ -1216,14 +1219,38 @@ SOURCE_BENCHES = (
 )
 
 
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    """The pydantic model an annotation holds (X, X | None, tuple[X, ...]), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _shape_in(annotation: object) -> object | None:
+    """The pydantic model or TypedDict an annotation holds (X, X | None, tuple[X, ...]), if any: parse models
+    keep their leaves (addresses, lines, money) as TypedDicts, and those are padded alike. A parametrised generic
+    TypedDict (StripeEventData[StripePaymentIntent]) is a shape of its own."""
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel) or typing.is_typeddict(annotation)):
         return annotation
-    return next((found for arg in typing.get_args(annotation) if (found := _model_in(arg))), None)
+    if typing.is_typeddict(typing.get_origin(annotation)):
+        return annotation
+    return next((found for arg in typing.get_args(annotation) if (found := _shape_in(arg))), None)
 
 
-def pad_unread(template: dict[str, Any], sample: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+def _declared(shape: object) -> dict[str, object]:
+    """The keys a parse model or TypedDict reads, with their annotations (a generic TypedDict's own type
+    parameters replaced by its arguments)."""
+    if isinstance(shape, type) and issubclass(shape, BaseModel):
+        return {info.alias or name: info.annotation for name, info in shape.model_fields.items()}
+    origin = typing.get_origin(shape) or shape
+    arguments = dict(zip(getattr(origin, "__parameters__", ()), typing.get_args(shape), strict=False))
+    return {key: _substitute(hint, arguments) for key, hint in typing.get_type_hints(origin).items()}
+
+
+def _substitute(hint: Any, arguments: dict[Any, Any]) -> Any:
+    """A field's annotation with a generic TypedDict's type parameters replaced (T, StripeEventData[T])."""
+    if not arguments:
+        return hint
+    if hint in arguments:
+        return arguments[hint]
+    parameters = getattr(hint, "__parameters__", ())
+    return hint[tuple(arguments.get(parameter, parameter) for parameter in parameters)] if parameters else hint
+
+
+def pad_unread(template: dict[str, Any], sample: dict[str, Any], model: object) -> dict[str, Any]:
     """The template plus every field of the published sample that `model` does not declare, at every level.
 
     Test fixtures are trimmed to what conversion reads; a real webhook carries the whole resource (a Shopify order
@@ -1231,12 +1258,12 @@ def pad_unread(template: dict[str, Any], sample: dict[str, Any], model: type[Bas
     is the same; only the body grows to the size and shape the vendor sends. A declared field the template leaves
     out (a guest's customer) stays out."""
     padded = dict(template)
-    declared = {info.alias or name: info for name, info in model.model_fields.items()}
+    declared = _declared(model)
     for key, value in sample.items():
         if key not in declared and key not in padded:
             padded[key] = copy.deepcopy(value)
-    for key, info in declared.items():
-        inner, mine, theirs = _model_in(info.annotation), padded.get(key), sample.get(key)
+    for key, annotation in declared.items():
+        inner, mine, theirs = _shape_in(annotation), padded.get(key), sample.get(key)
         if inner is None:
             continue
         if isinstance(mine, dict) and isinstance(theirs, dict):
@@ -1764,6 +1791,15 @@ class CountingCrm:
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         self.calls.append(("merge", object_type, 1))
 
+    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {}  # CrmPort.read (reconciliation's read-back): never called by the bench
+
+    def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:
+        return [ErasureAnswer(record_id, "not_found") for record_id in ids]  # CrmPort.delete (erasure): never called
+
+    def anonymise(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[ErasureAnswer]:
+        return [ErasureAnswer(record_id, "not_found") for record_id in ids]  # CrmPort.anonymise: never called
+
 
 class MemoryState:
     """StateStore's reads (and record_crm_id) on dicts."""
@@ -1892,6 +1928,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("cold start (subprocesses)", bench_cold_start),
         ("ingest handler", lambda: bench_ingest(corpus)),
         ("CRM calls", lambda: bench_crm_calls(corpus)),
+        ("CRM load: 10,000 events, HubSpot and Salesforce, simulated clock", lambda: bench_crm_load(Figure)),
+        ("soak: the fault suite at 20,000+ events", lambda: soak(Figure)),
     ):
         print(f"measuring {title} ...", flush=True)
         figures += step()

@@ -166,6 +166,36 @@ def main() -> None:
             "data": None,
         },
     }
+    # What convert publishes for Shopify's customers/redact (crmsync.erasure.screen_notice), as the bus delivers it.
+    erasure_requested = {
+        **order_placed,
+        "id": "5b1f5c5e-6a54-4b43-9e0c-2f5c8f2f0a02",
+        "detail-type": "erasure.requested",
+        "detail": {
+            "entity": "notice",
+            "key": "shopify:customer:7300000000001",
+            "customer_id": "cus_0123456789abcdef0123",
+            "source": "shopify",
+            "source_id": None,
+            "source_version": "2026-11-20T15:15:43Z",
+            "receipt_id": "shopify:demo.myshopify.com:redact-0001",
+            "correlation_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "data": {
+                "kind": "customers/redact",
+                "shop_domain": "demo.myshopify.com",
+                "customer_id": "7300000000001",
+                "orders_to_redact": [],
+                "erasure_id": "era_0123456789abcdef01234567",
+                "scope": "customer",
+                "trigger": {
+                    "source": "shopify",
+                    "topic": "customers/redact",
+                    "receipt_id": "shopify:demo.myshopify.com:redact-0001",
+                },
+                "key_sha256": [],
+            },
+        },
+    }
     woo_order = (EVENTS / "payloads" / "woocommerce-order-created.json").read_bytes()
     woo_signature = base64.b64encode(hmac.new(WOOCOMMERCE_SECRET.encode(), woo_order, hashlib.sha256).digest())
     woo_headers = {
@@ -227,6 +257,40 @@ def main() -> None:
             .encode(),
         ),
         "rules-order-placed.json": sqs_event([json.dumps(order_placed)], "crmsync-RulesQueue"),
+        "api-sync-backfill.json": api_request(
+            "POST", "/sync/backfill", "/sync/backfill",
+            headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+            body=json.dumps({"source": "woocommerce", "objects": ["orders"], "since": "2026-11-01T00:00:00Z",
+                             "dry_run": True}).encode(),
+        ),
+        "api-sync-import.json": api_request(
+            "POST", "/sync/import", "/sync/import",
+            headers={"x-api-key": API_KEY, "Content-Type": "text/csv"},
+            body=b"type,id,updated_at,email,total,currency,status\n"
+            b"order,A-1,2026-11-20T10:00:00Z,ann@example.com,25.50,EUR,paid\n"
+            b"order,A-2,,bob@example.com,10.00,EUR,paid\n",
+        ),
+        "api-sync-job.json": api_request(
+            "GET", "/sync/jobs/im_example", "/sync/jobs/{id}", headers={"x-api-key": API_KEY},
+            path_params={"id": "im_example"},
+        ),
+        "api-sync-reconcile.json": api_request(
+            "POST", "/sync/reconcile", "/sync/reconcile",
+            headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+            body=json.dumps({"source": "woocommerce", "full": True}).encode(),
+        ),
+        "api-sync-reconcile-run.json": api_request(
+            "GET", "/sync/reconcile/runs/rc_example", "/sync/reconcile/runs/{id}", headers={"x-api-key": API_KEY},
+            path_params={"id": "rc_example"},
+        ),
+        "api-sync-metrics.json": api_request(
+            "GET", "/sync/metrics", "/sync/metrics", headers={"x-api-key": API_KEY}, query={"days": "7"},
+        ),
+        "api-customer-erasure.json": api_request(
+            "DELETE", "/customers/cus_0123456789abcdef0123", "/customers/{id}", headers={"x-api-key": API_KEY},
+            path_params={"id": "cus_0123456789abcdef0123"},
+        ),
+        "privacy-erasure-requested.json": sqs_event([json.dumps(erasure_requested)], "crmsync-PrivacyQueue"),
     }  # fmt: skip
     for name, event in files.items():
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n")

@@ -5,6 +5,9 @@
     python local/ops.py replay --from 2026-11-20T00:00:00Z --to 2026-11-21T00:00:00Z [--limit 100]
     python local/ops.py replay --receipt-id ID [--receipt-id ID ...]
     python local/ops.py rules dry-run --since 2026-11-01T00:00:00Z --until 2026-11-21T00:00:00Z [--file F]
+    python local/ops.py backfill --source woocommerce [--object orders] [--since ...] [--dry-run] [--watch]
+    python local/ops.py jobs show JOB_ID [--watch]          (progress bar, counts, rate, ETA; dry runs: preview)
+    python local/ops.py reconcile [--source shopify] [--full] | reconcile show RUN_ID   (the drift report)
 
 Where: --url and --api-key, else the environment (CRMSYNC_URL, CRMSYNC_API_KEY), else the running local stack's
 state file .local/<stack>/stack.json that `make run` writes (stack: --stack, else CRMSYNC_STACK, else crmsync-local).
@@ -239,6 +242,72 @@ def rules_dry_run(client: Client, args: argparse.Namespace, out: TextIO) -> None
                 print(f"      {decision['rule_id']} v{decision['rule_version']}: {actions}", file=out)
 
 
+def progress_bar(percent: float | None, width: int = 30) -> str:
+    if percent is None:
+        return "[" + "?" * width + "]   ?%"
+    filled = round(width * min(max(percent, 0.0), 100.0) / 100)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}%"
+
+
+def show_job(view: Mapping[str, Any], out: TextIO) -> None:
+    counts = view.get("counts") or {}
+    eta = view.get("eta")
+    print(
+        f"{view['job_id']} {view['status']:<8} {progress_bar(view.get('percent'))} "
+        f"{counts.get('records', 0)} records, {view.get('rate', 0)}/s, eta {'?' if eta is None else f'{eta:.0f}s'}",
+        file=out,
+    )
+    if "preview" in view:
+        preview = view["preview"]
+        print("  preview: " + ", ".join(f"{k} {preview[k]}" for k in ("create", "update", "noop", "invalid")), file=out)
+    for error in (view.get("errors") or [])[:20]:
+        print(f"  line {error['line']}: {error['error']}", file=out)
+
+
+def jobs_show(client: Client, args: argparse.Namespace, out: TextIO, *, sleep: Any = None) -> None:
+    import time
+
+    pause = sleep or time.sleep
+    while True:
+        view = client.call("GET", f"/sync/jobs/{urllib.parse.quote(args.job_id, safe='')}")
+        if args.json:
+            print(json.dumps(view), file=out)
+        else:
+            show_job(view, out)
+        if not getattr(args, "watch", False) or view.get("status") != "running":
+            return
+        pause(args.interval)
+
+
+def backfill(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    body = {
+        "source": args.source, "objects": args.object or [], "since": args.since, "until": args.until,
+        "dry_run": args.dry_run, "match_policy": args.match_policy,
+    }  # fmt: skip
+    answer = client.call("POST", "/sync/backfill", body={k: v for k, v in body.items() if v is not None})
+    print(json.dumps(answer) if args.json else f"backfill job {answer['job_id']} started", file=out)
+    if args.watch:
+        args.job_id = answer["job_id"]
+        jobs_show(client, args, out)
+
+
+def reconcile(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.run_id:
+        report = client.call("GET", f"/sync/reconcile/runs/{urllib.parse.quote(args.run_id, safe='')}")
+        if args.json:
+            print(json.dumps(report), file=out)
+            return
+        print(f"{report['run_id']} {report['source']} {report['status']} {report.get('error', '')}".rstrip(), file=out)
+        for name, drift in (report.get("objects") or {}).items():
+            figures = ", ".join(f"{k} {drift.get(k, 0)}" for k in ("checked", "missing", "stale", "deleted",
+                                                                   "repaired", "failed"))  # fmt: skip
+            print(f"  {name}: {figures}", file=out)
+        return
+    body = {"full": args.full, **({"source": args.source} if args.source else {})}
+    answer = client.call("POST", "/sync/reconcile", body=body)
+    print(json.dumps(answer) if args.json else f"reconciliation run(s) queued: {answer['run_ids']}", file=out)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ops.py", description=__doc__.splitlines()[0] if __doc__ else None)
     root.add_argument("--url", help="API base URL (env CRMSYNC_URL; default: the local stack's)")
@@ -277,6 +346,29 @@ def parser() -> argparse.ArgumentParser:
     dry.add_argument("--limit", type=int, default=1000, help="events at most (1-5000)")
     dry.add_argument("--details", action=argparse.BooleanOptionalAction, default=True, help="per-event decisions")
     dry.set_defaults(run=rules_dry_run)
+
+    fill = commands.add_parser("backfill", help="load a source's history through the normal path (resumable)")
+    fill.add_argument("--source", required=True, choices=("shopify", "woocommerce", "stripe", "paypal"))
+    fill.add_argument("--object", action="append", help="orders, customers, payment_intents, events (repeat)")
+    fill.add_argument("--since", help="changed at or after (ISO 8601)")
+    fill.add_argument("--until", help="changed before (ISO 8601)")
+    fill.add_argument("--dry-run", action="store_true", help="preview creates / updates / no-ops, write nothing")
+    fill.add_argument("--match-policy", choices=("newer_wins", "missing_only"))
+    fill.add_argument("--watch", action="store_true", help="show progress until the job ends")
+    fill.add_argument("--interval", type=float, default=2.0, help="seconds between progress reads")
+    fill.set_defaults(run=backfill)
+    jobs = commands.add_parser("jobs", help="backfill and import jobs").add_subparsers(dest="action", required=True)
+    show = jobs.add_parser("show", help="a job's progress bar, counts, rate and ETA")
+    show.add_argument("job_id")
+    show.add_argument("--watch", action="store_true", help="refresh until the job ends")
+    show.add_argument("--interval", type=float, default=2.0)
+    show.set_defaults(run=jobs_show)
+    rec = commands.add_parser("reconcile", help="reconcile now, or `reconcile show RUN_ID` for a drift report")
+    rec.add_argument("show", nargs="?", choices=("show",))
+    rec.add_argument("run_id", nargs="?")
+    rec.add_argument("--source", choices=("shopify", "woocommerce", "stripe", "paypal"))
+    rec.add_argument("--full", action="store_true", help="ignore the cursor: list everything, find deletions")
+    rec.set_defaults(run=reconcile)
     return root
 
 

@@ -425,7 +425,7 @@ class FakeSalesforce:
     def _upsert_collection(self, sobject: str, id_field: str, body: Any) -> list[dict[str, Any]]:
         self._external_id_field(sobject, id_field)
         records, all_or_none = self._records_of(body, sobject)
-        snapshot = copy.deepcopy(self.records)
+        snapshot = copy.deepcopy(self.records) if all_or_none else None  # only a rollback reads it
         results: list[dict[str, Any]] = []
         seen: set[str] = set()
         for record in records:
@@ -460,7 +460,7 @@ class FakeSalesforce:
 
     def _update_collection(self, body: Any) -> list[dict[str, Any]]:
         records, all_or_none = self._records_of(body)
-        snapshot = copy.deepcopy(self.records)
+        snapshot = copy.deepcopy(self.records) if all_or_none else None  # only a rollback reads it
         results: list[dict[str, Any]] = []
         for record in records:
             sobject, record_id = record["attributes"]["type"], str(record.get("id") or "")
@@ -489,7 +489,7 @@ class FakeSalesforce:
 
     def _create_collection(self, body: Any) -> list[dict[str, Any]]:
         records, all_or_none = self._records_of(body)
-        snapshot = copy.deepcopy(self.records)
+        snapshot = copy.deepcopy(self.records) if all_or_none else None  # only a rollback reads it
         results: list[dict[str, Any]] = []
         for record in records:
             sobject = record["attributes"]["type"]
@@ -510,7 +510,7 @@ class FakeSalesforce:
     def _delete_collection(self, ids: list[str], all_or_none: bool) -> list[dict[str, Any]]:
         if len(ids) > LIMIT:
             raise Refused(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records")
-        snapshot = copy.deepcopy(self.records)
+        snapshot = copy.deepcopy(self.records) if all_or_none else None  # only a rollback reads it
         results: list[dict[str, Any]] = []
         for record_id in ids:
             sobject = next((s for s, rs in self.records.items() if record_id in rs), None)
@@ -561,7 +561,7 @@ class FakeSalesforce:
         if len(subrequests) > COMPOSITE_LIMIT:
             raise Refused(400, "LIMIT_EXCEEDED", f"Composite requests are limited to {COMPOSITE_LIMIT} subrequests")
         all_or_none = bool(body.get("allOrNone", False))
-        snapshot = copy.deepcopy(self.records)
+        snapshot = copy.deepcopy(self.records) if all_or_none else None  # only a rollback reads it
         answers: list[dict[str, Any]] = []
         failed = False
         for sub in subrequests:
@@ -586,7 +586,7 @@ class FakeSalesforce:
             )
             if all_or_none and refused:
                 failed = True
-        if failed:
+        if failed and snapshot is not None:  # failed: only with allOrNone, which took the snapshot
             self.records = snapshot
             for item in answers:
                 if 200 <= item["httpStatusCode"] < 300:

@@ -31,6 +31,7 @@ def deps(settings: Settings) -> ConvertDeps:
         state=StateStore(settings.state_table),
         bus=EventBus(settings.event_bus_name),
         reporting=reporting_for(settings),
+        stripe_customer_deleted=settings.stripe_customer_deleted,
     )
 
 

@@ -26,6 +26,7 @@ def deps(settings: Settings) -> IngestDeps:
         max_body_bytes=settings.max_body_bytes,
         claim_seconds=settings.claim_seconds,
         retention_seconds=settings.receipt_retention_days * 86400,
+        transmission_max_age_seconds=settings.paypal_transmission_max_age_seconds,
     )
 
 

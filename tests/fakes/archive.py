@@ -58,6 +58,14 @@ class MemoryArchive:
                 raise NotFound("NoSuchKey")
             return self._objects[key][0]
 
+    def delete(self, key: str) -> int:
+        """Delete the object for good (the fake keeps one version per key); returns how many versions went."""
+        with self._lock:
+            self._enter("delete")
+            found = self._objects.pop(key, None)
+        check_after(self.faults, "archive.delete")
+        return 1 if found is not None else 0
+
     def head(self, key: str) -> ArchivedObject | None:
         """The object's metadata and time, without its body; None when there is no such object."""
         with self._lock:

@@ -27,7 +27,7 @@ from random import Random
 from typing import Literal
 
 from crmsync.crm import errors as crm_errors
-from crmsync.crm.port import Association, UpsertInput, UpsertResult
+from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
 from crmsync.store.errors import ConditionFailed
 from tests.fakes.faults import rng_of
 
@@ -278,6 +278,80 @@ class FaultyCrm:
                 self._keys[(object_type, name, value)] = primary_id
         del records[merged_id]
         self.merged[object_type] += 1
+
+    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+        """CrmPort.read: one request per batch_limit values, faults as any request; values without a record are
+        left out."""
+        found: dict[str, dict[str, str]] = {}
+        for chunk in self._chunks(list(dict.fromkeys(values))):
+            with self._lock:
+                fault = self._request("read", object_type, len(chunk))
+                for value in chunk:
+                    record_id = self._keys.get((object_type, id_property, value))
+                    record = self._records.get(object_type, {}).get(record_id) if record_id else None
+                    if record is not None:
+                        found[value] = dict(record)
+                if fault == "effect_then_timeout":
+                    raise CrmTimeout(f"read {object_type}: read timed out", effect_applied=True)
+        return found
+
+    def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:
+        """CrmPort.delete: each record goes with its unique keys and every association to it (one request per
+        batch_limit ids, faults as any request); a record already gone answers not_found."""
+        answers: list[ErasureAnswer] = []
+        for chunk in self._chunks(list(ids)):
+            with self._lock:
+                fault = self._request("delete", object_type, len(chunk))
+                done = []
+                for record_id in chunk:
+                    if record_id not in self._records.get(object_type, {}):
+                        done.append(ErasureAnswer(record_id, "not_found", "no such record"))
+                        continue
+                    for to_type, linked in self._associations.pop((object_type, record_id), {}).items():
+                        for to_id in linked:
+                            self._associations.get((to_type, to_id), {}).get(object_type, set()).discard(record_id)
+                    self.delete_record(object_type, record_id)
+                    done.append(ErasureAnswer(record_id, "deleted"))
+                if fault == "effect_then_timeout":
+                    raise CrmTimeout(f"delete {object_type}: read timed out", effect_applied=True)
+            answers.extend(done)
+        return answers
+
+    def anonymise(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[ErasureAnswer]:
+        """CrmPort.anonymise: the named properties (and the unique keys they held) are removed; a record already gone
+        answers not_found."""
+        answers: list[ErasureAnswer] = []
+        for chunk in self._chunks(list(ids)):
+            with self._lock:
+                fault = self._request("anonymise", object_type, len(chunk))
+                done = []
+                for record_id in chunk:
+                    record = self._records.get(object_type, {}).get(record_id)
+                    if record is None:
+                        done.append(ErasureAnswer(record_id, "not_found", "no such record"))
+                        continue
+                    cleared = [name for name in properties if name in record]
+                    for name in cleared:
+                        if self._keys.get((object_type, name, record[name])) == record_id:
+                            del self._keys[(object_type, name, record[name])]
+                        del record[name]
+                    done.append(ErasureAnswer(record_id, "anonymised", f"{len(cleared)} properties cleared"))
+                if fault == "effect_then_timeout":
+                    raise CrmTimeout(f"anonymise {object_type}: read timed out", effect_applied=True)
+            answers.extend(done)
+        return answers
+
+    def delete_record(self, object_type: str, record_id: str) -> None:
+        """Test helper: a record gone from the CRM (deleted by a user), its unique keys with it."""
+        with self._lock:
+            self._records.get(object_type, {}).pop(record_id, None)
+            for key in [k for k, v in self._keys.items() if k[0] == object_type and v == record_id]:
+                del self._keys[key]
+
+    def set_property(self, object_type: str, record_id: str, name: str, value: str) -> None:
+        """Test helper: a field changed in the CRM by hand (drift)."""
+        with self._lock:
+            self._records[object_type][record_id][name] = value
 
     # --- inspection for tests -------------------------------------------------------------------------------
     def records(self, object_type: str) -> list[CrmRecord]:

@@ -80,6 +80,20 @@ class MemoryReceipts:
                 del self._items[receipt_id]
         check_after(self.faults, "receipts.release")
 
+    def bind_transmission(self, key: str, body_sha256: str, *, now: int, retention_seconds: int) -> bool:
+        """Bind a signed transmission to the SHA-256 of its body; False when it came with another body before."""
+        item = {"pk": key, "body_sha256": body_sha256, "expires_at": now + retention_seconds}
+        with self._lock:
+            self._enter("bind_transmission")
+            check_item(item, operation="PutItem", keys=("pk",))
+            old = self._items.get(key)
+            # attribute_not_exists(pk) OR body_sha256 = :h OR expires_at < :now
+            if old is not None and old.get("body_sha256") != body_sha256 and not old.get("expires_at", now) < now:
+                return False
+            self._items[key] = item
+        check_after(self.faults, "receipts.bind_transmission")
+        return True
+
     def status(self, receipt_id: str) -> str | None:
         found = self.get(receipt_id)
         return found.status if found else None
@@ -108,7 +122,7 @@ class MemoryReceipts:
     def statuses(self) -> dict[str, str]:
         """Receipt id -> status, for every receipt."""
         with self._lock:
-            return {k: str(v["status"]) for k, v in self._items.items()}
+            return {k: str(v["status"]) for k, v in self._items.items() if "status" in v}
 
     def sweep_expired(self, now: int) -> list[str]:
         """What DynamoDB's TTL sweeper does eventually: delete items whose expires_at is in the past."""

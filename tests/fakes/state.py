@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -302,6 +302,83 @@ class MemoryState:
         with self._op("crm_ids"):
             item = self._load(pk, f"CRM#{backend}") or {}
             return {k: v for k, v in item.items() if k not in ("pk", "sk") and isinstance(v, str)}
+
+    # --- erasure --------------------------------------------------------------------------------
+    def erased(self, key_hashes: Sequence[str]) -> set[str]:
+        """The hashes among these that carry a tombstone: identity keys of people who were erased."""
+        with self._op("erased"):
+            return {h for h in key_hashes if self._load(f"ERASED#{h}", "ERASED") is not None}
+
+    def put_tombstone(self, key_hash: str, erasure_id: str, at: str) -> None:
+        """Mark an identity key (by its hash) as erased; the first erasure that named it stays on record."""
+        item = {"pk": f"ERASED#{key_hash}", "sk": "ERASED", "erasure_id": erasure_id, "at": at}
+        with self._op("put_tombstone"):
+            check_item(item, operation="PutItem", keys=KEYS)
+            if self._load(item["pk"], item["sk"]) is None:
+                self._store(item)
+
+    def delete_partition(self, pk: str) -> int:
+        """Delete every item under pk; returns how many."""
+        with self._op("delete_partition"):
+            sks = sorted(self._items.get(pk, {}))
+            for sk in sks:
+                self._delete(pk, sk)
+            return len(sks)
+
+    def forget_identity(self, key: str, customer_id: str) -> bool:
+        """Delete the identity link key -> customer_id; False (and nothing deleted) when it names someone else."""
+        with self._op("forget_identity"):
+            item = self._load(f"IDENTITY#{key}", "IDENTITY")
+            if item is None or item.get("customer_id") != customer_id:
+                return False
+            self._delete(f"IDENTITY#{key}", "IDENTITY")
+            return True
+
+    def anonymise_entity(self, pk: str, data: dict[str, Any]) -> bool:
+        """Replace a stored entity's data and unlink it from its customer, keeping its version."""
+        with self._op("anonymise_entity"):
+            stored = self._load(pk, "STATE")
+            if stored is None:
+                return False
+            item = {k: v for k, v in stored.items() if k != "customer_id"} | {"data": _dumps(data)}
+            check_item(item, operation="UpdateItem", keys=KEYS)
+            self._store(item)
+            return True
+
+    def scrub_lineage(self, pk: str, fields: Sequence[str], mark: dict[str, Any]) -> int:
+        """Drop the named fields from every lineage entry of pk and add `mark` to each; returns the entries changed."""
+        with self._op("scrub_lineage"):
+            changed = 0
+            for sk, item in sorted(self._items.get(pk, {}).items()):
+                if not sk.startswith("LINEAGE#"):
+                    continue
+                entry = json.loads(item["data"])
+                scrubbed = {k: v for k, v in entry.items() if k not in fields} | mark
+                if scrubbed != entry:
+                    self._put({**item, "data": _dumps(scrubbed)})
+                    changed += 1
+            return changed
+
+    def customers_with_source(self, source: str) -> list[str]:
+        """Ids of the customers one source has a view of."""
+        with self._op("customers_with_source"):
+            return sorted(
+                pk.removeprefix("CUSTOMER#")
+                for pk, by_sk in self._items.items()
+                if pk.startswith("CUSTOMER#") and any(sk.startswith(f"SRC#{source}#") for sk in by_sk)
+            )
+
+    def record_erasure(self, erasure_id: str, part: str, document: dict[str, Any]) -> None:
+        """Write one part of an erasure's record: "ERASURE" (the proof) or "PLAN" (what is left to erase)."""
+        pk = f"ERASURE#{erasure_id}" if part == "ERASURE" else f"ERASURE-{part}#{erasure_id}"
+        with self._op("record_erasure"):
+            self._put({"pk": pk, "sk": part, "data": _dumps(document)})
+
+    def erasure_record(self, erasure_id: str, part: str = "ERASURE") -> dict[str, Any] | None:
+        pk = f"ERASURE#{erasure_id}" if part == "ERASURE" else f"ERASURE-{part}#{erasure_id}"
+        with self._op("erasure_record"):
+            item = self._load(pk, part)
+            return dict(json.loads(item["data"])) if item else None
 
     # --- inspection for tests (not part of StateStore) ------------------------------------------
     def item(self, pk: str, sk: str) -> dict[str, Any] | None:

@@ -25,18 +25,27 @@ SECRETS = {
     "PAYPAL_SECRET_ID": "LOCAL-PAYPAL-WEBHOOK-ID",
     "API_KEY_SECRET_ID": "local-operator-key",
 }
-TABLES = {"ReceiptsTable": "RECEIPTS_TABLE", "StateTable": "STATE_TABLE", "CrmLocalTable": "CRM_LOCAL_TABLE"}
+TABLES = {
+    "ReceiptsTable": "RECEIPTS_TABLE",
+    "StateTable": "STATE_TABLE",
+    "CrmLocalTable": "CRM_LOCAL_TABLE",
+    "SyncTable": "SYNC_TABLE",
+}
 # Queues as template.yaml declares them (name in moto = logical id): env var of the URL, and its DLQ.
 DLQS = {
     "IngestDlq": "INGEST_DLQ_URL",
     "CrmDlq": "CRM_DLQ_URL",
     "EventsDlq": "EVENTS_DLQ_URL",
     "RulesDlq": "RULES_DLQ_URL",
+    "BackfillDlq": "BACKFILL_DLQ_URL",
+    "PrivacyDlq": "PRIVACY_DLQ_URL",
 }
 QUEUES = {
     "IngestQueue": ("INGEST_QUEUE_URL", "IngestDlq"),
     "CrmQueue": ("CRM_QUEUE_URL", "CrmDlq"),
     "RulesQueue": ("RULES_QUEUE_URL", "RulesDlq"),
+    "BackfillQueue": ("BACKFILL_QUEUE_URL", "BackfillDlq"),
+    "PrivacyQueue": ("PRIVACY_QUEUE_URL", "PrivacyDlq"),
 }
 
 
@@ -187,6 +196,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         events.put_targets(
             Rule="rules", EventBusName="crmsync-test-bus",
             Targets=[{"Id": "rules", "Arn": rules_queue_arn["Attributes"]["QueueArn"]}],
+        )  # fmt: skip
+        # Erasure and data requests, to the privacy queue (drained by tests that run the privacy function).
+        privacy_queue_arn = sqs.get_queue_attributes(QueueUrl=env["PRIVACY_QUEUE_URL"], AttributeNames=["QueueArn"])
+        pattern = resources["PrivacyEventsRule"]["Properties"]["EventPattern"]
+        events.put_rule(Name="privacy", EventBusName="crmsync-test-bus", EventPattern=json.dumps(pattern))
+        events.put_targets(
+            Rule="privacy", EventBusName="crmsync-test-bus",
+            Targets=[{"Id": "privacy", "Arn": privacy_queue_arn["Attributes"]["QueueArn"]}],
         )  # fmt: skip
         env["EVENT_BUS_NAME"] = "crmsync-test-bus"
         secrets = boto3.client("secretsmanager", region_name="us-east-1")

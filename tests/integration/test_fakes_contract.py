@@ -21,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from moto import mock_aws
 
 from crmsync.crm.local import LocalCrm
-from crmsync.crm.port import Association, CrmPort, UpsertInput, UpsertResult
+from crmsync.crm.port import Association, CrmPort, ErasureAnswer, UpsertInput, UpsertResult
 from crmsync.messages import DetailType
 from crmsync.store.archive import RawArchive
 from crmsync.store.bus import EventBus
@@ -927,3 +927,168 @@ def test_merge_folds_a_record_into_another(crm: CrmSide) -> None:
     crm.crm.upsert("contacts", [contact("c3")])
     with pytest.raises(ValueError, match="missing"):
         crm.crm.merge("contacts", "99", "3")
+
+
+# --- erasure (crmsync.erasure): tombstones, partitions, anonymised entities, scrubbed lineage, proofs ----------------
+def test_tombstones_are_found_by_hash_and_the_first_erasure_stays(state: StateSide) -> None:
+    # Given two keys tombstoned, one of them twice by different erasures
+    state.store.put_tombstone("h1", "era_1", "2026-11-20T00:00:00+00:00")
+    state.store.put_tombstone("h1", "era_2", "2026-11-21T00:00:00+00:00")
+    state.store.put_tombstone("h2", "era_2", "2026-11-21T00:00:00+00:00")
+    # Then a lookup answers exactly the tombstoned hashes among those asked (duplicates asked are fine)
+    assert state.store.erased(["h1", "h3", "h2", "h1"]) == {"h1", "h2"}
+    assert state.store.erased([]) == set()
+    assert state.store.erased([f"x{n}" for n in range(150)] + ["h2"]) == {"h2"}  # more than one batch
+    # And the first erasure that named a key stays on record
+    assert state.raw("ERASED#h1", "ERASED") == {
+        "pk": "ERASED#h1",
+        "sk": "ERASED",
+        "erasure_id": "era_1",
+        "at": "2026-11-20T00:00:00+00:00",
+    }
+
+
+def test_a_partition_is_deleted_whole_and_only_it(state: StateSide) -> None:
+    # Given a customer's source views, CRM ids and lineage, and another customer
+    state.store.put_versioned("CUSTOMER#c1", "SRC#shopify#1", Versioned(1, 0, "r1"), {"email": "a@x.com"})
+    state.store.record_crm_id("CUSTOMER#c1", "local", "contact", "7")
+    state.store.record_lineage("CUSTOMER#c1", "2026-11-20T00:00:00+00:00", "r1", {"step": "convert"})
+    state.store.put_versioned("CUSTOMER#c2", "SRC#shopify#2", Versioned(1, 0, "r2"), {"email": "b@x.com"})
+    # When the first partition is deleted (twice)
+    assert state.store.delete_partition("CUSTOMER#c1") == 3
+    assert state.store.delete_partition("CUSTOMER#c1") == 0
+    # Then it is empty and the other untouched
+    assert state.store.customer_items("c1") == []
+    assert state.store.lineage("CUSTOMER#c1") == []
+    assert state.store.crm_ids("CUSTOMER#c1", "local") == {}
+    assert [i.data for i in state.store.customer_items("c2")] == [{"email": "b@x.com"}]
+
+
+def test_an_identity_link_is_forgotten_only_for_its_own_customer(state: StateSide) -> None:
+    state.store.link_identity("email:a@x.com", "c1", "same email")
+    # When another customer's erasure tries to forget it, Then it stays
+    assert state.store.forget_identity("email:a@x.com", "c2") is False
+    assert state.store.lookup_identity("email:a@x.com") == "c1"
+    # When its own customer's does, Then it is gone (and again is a no-op)
+    assert state.store.forget_identity("email:a@x.com", "c1") is True
+    assert state.store.forget_identity("email:a@x.com", "c1") is False
+    assert state.store.lookup_identity("email:a@x.com") is None
+    assert state.store.customer_index("c1") == []
+
+
+def test_an_anonymised_entity_keeps_its_version_and_leaves_its_customer(state: StateSide) -> None:
+    # Given an order of customer c1
+    state.store.put_versioned(
+        "ORDER#shopify:order:1", "STATE", Versioned(1_000, 2, "r1"), {"customer_email": "a@x.com", "n": 1},
+        customer_id="c1",
+    )  # fmt: skip
+    # When it is anonymised
+    assert state.store.anonymise_entity("ORDER#shopify:order:1", {"customer_email": None, "n": 1}) is True
+    # Then it has the new data, its version and receipt, and no customer (the index no longer lists it)
+    raw = state.raw("ORDER#shopify:order:1", "STATE") or {}
+    assert (raw["version"], raw["rank"], raw["receipt_id"], "customer_id" in raw) == (1_000, 2, "r1", False)
+    assert json.loads(raw["data"]) == {"customer_email": None, "n": 1}
+    assert state.store.customer_entities("c1") == []
+    # And a newer version still wins, an older one still loses
+    assert state.store.put_versioned("ORDER#shopify:order:1", "STATE", Versioned(999, 2, "r0"), {}) is False
+    assert state.store.put_versioned("ORDER#shopify:order:1", "STATE", Versioned(1_001, 2, "r2"), {"n": 2}) is True
+    # And anonymising what does not exist is refused without creating it
+    assert state.store.anonymise_entity("ORDER#nope", {}) is False
+    assert state.raw("ORDER#nope", "STATE") is None
+
+
+def test_lineage_is_scrubbed_entry_by_entry(state: StateSide) -> None:
+    pk = "ORDER#shopify:order:1"
+    state.store.record_lineage(pk, "2026-11-20T00:00:00+00:00", "r1", {"step": "convert", "customer_id": "c1"})
+    state.store.record_lineage(pk, "2026-11-21T00:00:00+00:00", "r2", {"step": "crm", "crm_id": "9"})
+    # When the customer is scrubbed from it, twice
+    assert state.store.scrub_lineage(pk, ["customer_id"], {"erased": "era_1"}) == 2
+    assert state.store.scrub_lineage(pk, ["customer_id"], {"erased": "era_1"}) == 0
+    # Then every entry lost the field and carries the mark, in the same order
+    assert state.store.lineage(pk) == [
+        {"step": "convert", "erased": "era_1"},
+        {"step": "crm", "crm_id": "9", "erased": "era_1"},
+    ]
+
+
+def test_customers_with_a_source_are_found(state: StateSide) -> None:
+    state.store.put_versioned("CUSTOMER#c1", "SRC#shopify#1", Versioned(1, 0, "r1"), {})
+    state.store.put_versioned("CUSTOMER#c1", "SRC#stripe#cus_1", Versioned(1, 0, "r2"), {})
+    state.store.put_versioned("CUSTOMER#c2", "SRC#stripe#cus_2", Versioned(1, 0, "r3"), {})
+    state.store.put_versioned("CUSTOMER#c3", "SRC#shopify#3", Versioned(1, 0, "r4"), {})
+    assert state.store.customers_with_source("shopify") == ["c1", "c3"]
+    assert state.store.customers_with_source("paypal") == []
+
+
+def test_an_erasure_record_is_kept_per_part(state: StateSide) -> None:
+    state.store.record_erasure("era_1", "PLAN", {"archive_keys": ["raw/a"]})
+    state.store.record_erasure("era_1", "ERASURE", {"status": "in_progress"})
+    state.store.record_erasure("era_1", "ERASURE", {"status": "completed"})
+    assert state.store.erasure_record("era_1") == {"status": "completed"}
+    assert state.store.erasure_record("era_1", "PLAN") == {"archive_keys": ["raw/a"]}
+    assert state.store.delete_partition("ERASURE-PLAN#era_1") == 1
+    assert state.store.erasure_record("era_1", "PLAN") is None
+    assert state.store.erasure_record("era_2") is None
+
+
+def test_a_transmission_is_bound_to_its_body_until_it_expires(receipts: ReceiptsSide) -> None:
+    # Given a transmission bound to a body at t=100 for 1000 s
+    assert receipts.store.bind_transmission("transmission:paypal:t1", "h-a", now=100, retention_seconds=1_000)
+    assert receipts.raw("transmission:paypal:t1") == {
+        "pk": "transmission:paypal:t1",
+        "body_sha256": "h-a",
+        "expires_at": 1_100,
+    }
+    # Then the same body is fine again (a retry), another body is refused
+    assert receipts.store.bind_transmission("transmission:paypal:t1", "h-a", now=200, retention_seconds=1_000)
+    assert not receipts.store.bind_transmission("transmission:paypal:t1", "h-b", now=300, retention_seconds=1_000)
+    assert (receipts.raw("transmission:paypal:t1") or {})["body_sha256"] == "h-a"
+    # And once the binding expired (TTL not swept yet), it binds anew
+    assert receipts.store.bind_transmission("transmission:paypal:t1", "h-b", now=1_201, retention_seconds=1_000)
+    # And it is not a receipt
+    assert receipts.store.get("other") is None
+
+
+def test_a_deleted_archive_object_is_gone_and_deleting_again_is_harmless(archive: RawArchive) -> None:
+    archive.put("raw/shopify/2026/11/20/a", b"{}", {"receipt-id": "r1"})
+    archive.put("raw/shopify/2026/11/20/ab", b"{}", {"receipt-id": "r2"})
+    # When the first is deleted (a key that prefixes another), twice
+    assert archive.delete("raw/shopify/2026/11/20/a") == 1
+    assert archive.delete("raw/shopify/2026/11/20/a") == 0
+    # Then it is gone and the other is not
+    assert archive.head("raw/shopify/2026/11/20/a") is None
+    assert [key for page in archive.keys("raw/") for key in page] == ["raw/shopify/2026/11/20/ab"]
+
+
+def test_delete_removes_records_their_keys_and_associations(crm: CrmSide) -> None:
+    # Given two contacts and a deal associated with the first
+    crm.crm.upsert("contacts", [contact("c1", email="ada@example.com"), contact("c2")])
+    crm.crm.upsert("deals", [UpsertInput("crmsync_external_id", "shopify:order:1", {"dealname": "#1"})])
+    crm.crm.associate("deals", "contacts", [Association("1", "1")])
+    # When the first contact is deleted (and an unknown one)
+    assert crm.crm.delete("contacts", ["1", "42"]) == [
+        ErasureAnswer("1", "deleted"),
+        ErasureAnswer("42", "not_found", "no such record"),
+    ]
+    # Then it is gone, the deal stays without it, and its unique keys are free (an upsert makes a new record)
+    assert [i for i, _, _ in crm.listing("contacts")] == ["2"]
+    assert crm.listing("deals") == [("1", {"dealname": "#1"}, {})]
+    assert crm.crm.upsert("contacts", [contact("c1")]) == [UpsertResult("3", True)]
+    # And deleting again answers not_found
+    assert crm.crm.delete("contacts", ["1"]) == [ErasureAnswer("1", "not_found", "no such record")]
+
+
+def test_anonymise_clears_properties_and_their_keys_and_keeps_the_record(crm: CrmSide) -> None:
+    crm.crm.upsert("contacts", [contact("c1", email="ada@example.com", phone="+1")])
+    crm.crm.upsert("deals", [UpsertInput("crmsync_external_id", "shopify:order:1", {})])
+    crm.crm.associate("deals", "contacts", [Association("1", "1")])
+    # When its email, phone and a property it lacks are cleared
+    assert crm.crm.anonymise("contacts", ["1", "42"], ["email", "phone", "zip"]) == [
+        ErasureAnswer("1", "anonymised", "2 properties cleared"),
+        ErasureAnswer("42", "not_found", "no such record"),
+    ]
+    # Then the record keeps its other properties and associations
+    assert crm.listing("contacts") == [("1", {"crmsync_external_id": "crmsync:customer:c1"}, {"deals": ["1"]})]
+    # And the cleared email no longer finds it
+    found = crm.crm.upsert("contacts", [UpsertInput("email", "ada@example.com", {"email": "ada@example.com"})])
+    assert found == [UpsertResult("2", True)]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 
 import pytest
 
@@ -148,7 +151,9 @@ def paypal_signer():
     pem = cert.public_bytes(serialization.Encoding.PEM)
 
     def sign(body: bytes, webhook_id: str = "LOCAL-PAYPAL-WEBHOOK-ID") -> dict[str, str]:
-        transmission_id, transmission_time = "69cd13f0-d67a-11e5-baa3-778b53f4ae55", "2026-11-20T15:15:43Z"
+        # A transmission of its own each, signed now: ingest binds each id to one body and refuses old times.
+        transmission_id = str(uuid.uuid4())
+        transmission_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         message = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
         return {
             "Content-Type": "application/json",
@@ -283,7 +288,12 @@ def test_paypal_sample_event_file_verifies_with_the_test_certificate(aws, load_e
     pem = (FIXTURES / "paypal" / "local-test-cert.pem").read_bytes()
     clear_certificate_cache()
     monkeypatch.setitem(webhooks.SOURCES, "paypal", PayPalWebhooks(fetch_cert=lambda url: pem))
+    # And a clock five seconds after its fixed transmission time (older ones are refused)
+    event = load_event("ingest-paypal-capture-completed.json")
+    signed_at = datetime.fromisoformat(event["headers"]["PAYPAL-TRANSMISSION-TIME"]).timestamp()
+    real_deps = ingest_app.deps
+    monkeypatch.setattr(ingest_app, "deps", lambda settings: replace(real_deps(settings), clock=lambda: signed_at + 5))
     # When invoked, Then it is accepted and converts
-    answer = ingest_app.lambda_handler(load_event("ingest-paypal-capture-completed.json"), lambda_context)
+    answer = ingest_app.lambda_handler(event, lambda_context)
     assert json.loads(answer["body"])["status"] == "accepted"
     assert drain(aws, lambda_context)["convert"] == {"batchItemFailures": []}

@@ -12,8 +12,8 @@ import re
 import time
 import uuid
 import zlib
+from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -46,6 +46,7 @@ STORING = [
     "sqs.SendMessage",
     "dynamodb.UpdateItem",
 ]  # claim, archive, queue, accept
+BIND = "dynamodb.PutItem"  # PayPal: the transmission id bound to its body (crmsync.ingest)
 
 
 def assert_refused(status: int, answer: dict, *sent: str) -> None:
@@ -68,8 +69,10 @@ def outcome(writes, status: int, answer: dict, *, verified: bool) -> list[str]:
     calls = writes.take()
     record(status, verified=verified, stored=bool(calls))
     if status == 200 and answer.get("status") == "accepted":
-        assert calls == STORING
-        writes.expect(receipts=1, archived=1, queued=1)
+        # PayPal first binds the signed transmission id to the body's SHA-256 (one more receipts-table item)
+        bound = calls == [BIND, *STORING]
+        assert calls == STORING or bound, calls
+        writes.expect(receipts=1 + bound, archived=1, queued=1)
     return calls
 
 
@@ -157,7 +160,12 @@ def test_a_tampered_signed_delivery_is_refused_and_stores_nothing(ingest, writes
         assume(value.strip() != old)
         headers = {**{k: v for k, v in headers.items() if k.lower() != name}, name: value}
     elif mutation == "stale-or-early":
-        if source != "stripe":  # only Stripe signs a time with a tolerance; elsewhere replay protection is dedupe
+        if source == "paypal":  # a signed transmission time outside PayPal's window (4 days back, 15 minutes ahead)
+            offset = data.draw(st.one_of(st.integers(4 * 86400 + 60, 10**7), st.integers(-(10**7), -960)))
+            at = datetime.now(UTC) - timedelta(seconds=offset)
+            event_id = headers["PAYPAL-TRANSMISSION-ID"]
+            headers = sign_headers(source, body, paypal_key, event_id=event_id, paypal_time=at)
+        elif source != "stripe":  # Shopify and WooCommerce sign no time: there, replay protection is dedupe
             sent = body + b" "
         else:
             from crmsync.sources.stripe import sign
@@ -296,8 +304,9 @@ def test_a_replayed_signed_delivery_is_a_duplicate_and_processed_once(
             delivery = headers.get("X-Shopify-Event-Id") or headers.get("PAYPAL-TRANSMISSION-ID")
             headers = sign_headers(source, body, paypal_key, event_id=delivery)
         again, duplicate = ingest(webhook_event(source, body, headers))
-        # Then each is a duplicate of the first, and stores nothing
-        assert outcome(writes, again, duplicate, verified=True) == ["dynamodb.PutItem"]  # the refused claim
+        # Then each is a duplicate of the first, and stores nothing (PayPal: the same binding is put again first)
+        expected = [BIND, "dynamodb.PutItem"] if source == "paypal" else ["dynamodb.PutItem"]  # the refused claim
+        assert outcome(writes, again, duplicate, verified=True) == expected
         assert (again, duplicate) == (200, {"status": "duplicate", "receipt_id": answer["receipt_id"]})
 
 
@@ -357,13 +366,10 @@ def forge_crc32(text: bytes, slot: int, width: int, crc: int) -> bytes:
     return bytes(base)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PayPal's offline scheme signs transmission id|time|webhook id|CRC32(body): whoever holds one signed "
-    "delivery can re-sign nothing and still send any body with the same CRC32. Closing it: claim the signed "
-    "PAYPAL-TRANSMISSION-ID beside the event id (a captured signature then works once), or postback mode.",
-)
 def test_a_paypal_body_forged_to_a_captured_deliverys_crc32_is_refused(aws, ingest, paypal_key):
+    # PayPal's offline scheme signs transmission id|time|webhook id|CRC32(body): whoever holds one signed delivery can
+    # send any body with the same CRC32 under it. Ingest binds each transmission id to its body's SHA-256, and refuses
+    # transmission times older than PAYPAL_TRANSMISSION_MAX_AGE_SECONDS (so a binding outlives every usable signature).
     # Given a genuine PayPal delivery, accepted, and its headers in someone else's hands
     body, headers = fresh("paypal", paypal_key)
     assert ingest(webhook_event("paypal", body, headers))[1]["status"] == "accepted"
@@ -374,5 +380,22 @@ def test_a_paypal_body_forged_to_a_captured_deliverys_crc32_is_refused(aws, inge
     forged = forge_crc32(text, text.index(b'"note": "') + 9, 8, zlib.crc32(body))
     assert zlib.crc32(forged) == zlib.crc32(body)
     assert json.loads(forged)["resource"]["amount"]["value"] == "9999.00"
-    # Then it is refused
-    assert ingest(webhook_event("paypal", forged, headers))[0] == 401
+    # Then it is refused, with nothing stored for it
+    assert ingest(webhook_event("paypal", forged, headers)) == (
+        401,
+        {"error": "transmission already used for another body"},
+    )
+
+
+def test_a_captured_paypal_delivery_ages_out_of_the_window(aws, ingest, paypal_key, monkeypatch):
+    # Given a PayPal delivery signed 4 days and a minute ago (PayPal's retries span 3 days: no genuine retry is older)
+    body, headers = fresh("paypal", paypal_key)
+    old = datetime.now(UTC) - timedelta(days=4, minutes=1)
+    headers = sign_headers("paypal", body, paypal_key, event_id=headers["PAYPAL-TRANSMISSION-ID"], paypal_time=old)
+    # Then it is refused; and the window is a setting
+    assert ingest(webhook_event("paypal", body, headers)) == (
+        401,
+        {"error": "transmission time outside the accepted window"},
+    )
+    monkeypatch.setenv("PAYPAL_TRANSMISSION_MAX_AGE_SECONDS", str(5 * 86400))
+    assert ingest(webhook_event("paypal", body, headers))[1]["status"] == "accepted"

@@ -38,6 +38,17 @@ QUEUE_CONSUME = frozenset(
 )
 SECRET_READ = frozenset({"secretsmanager:GetSecretValue"})
 PUT_EVENTS = frozenset({"events:PutEvents"})
+# Erasure: every version of a raw body deleted (the bucket is versioned), exports written and read back.
+ARCHIVE_ERASE = frozenset(
+    {
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+    }
+)
 
 # Function -> the template resources its role may name, and what it may do there. A new permission is added here,
 # with the reason, in the same change as template.yaml.
@@ -88,7 +99,7 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
         "StateTable": TABLE_READ,
         "CrmLocalTable": TABLE_READ,
         "ReceiptsTable": TABLE_READ,
-        "ArchiveBucket": BUCKET_READ,
+        "ArchiveBucket": BUCKET_READ | OBJECT_PUT,  # PutObject: an import's valid rows (POST /sync/import)
         "IngestDlq": QUEUE_CONSUME,
         "CrmDlq": QUEUE_CONSUME,
         "EventsDlq": QUEUE_CONSUME,
@@ -96,6 +107,39 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
         "IngestQueue": QUEUE_SEND,
         "CrmQueue": QUEUE_SEND,
         "RulesQueue": QUEUE_SEND,  # redrive of the rules DLQ
+        "SyncTable": TABLE_WRITE,  # backfill/import jobs, reconciliation runs (crmsync.sync)
+        "BackfillQueue": QUEUE_SEND,  # the first page of a backfill, an import's chunks, reconciliation requests
+        "PrivacyQueue": QUEUE_SEND,  # DELETE /customers/{id}: the erasure request (crmsync.erasure)
+    },
+    # Erasure and data requests (crmsync.erasure): state (customers, identity links, entities, lineage, tombstones,
+    # proofs), the request's receipt (its archive key), the local CRM or the CRM credentials (delete or anonymise the
+    # contact), the archive (delete every version of the person's raw bodies, write exports); its own queue (shop/redact
+    # fans out one erasure per customer) and DLQ.
+    "PrivacyFunction": {
+        "StateTable": TABLE_WRITE,
+        "ReceiptsTable": TABLE_READ,
+        "CrmLocalTable": TABLE_WRITE,
+        "ArchiveBucket": ARCHIVE_ERASE,
+        "HubSpotTokenSecret": SECRET_READ,
+        "SalesforceCredentialsSecret": SECRET_READ,
+        "PrivacyQueue": QUEUE_CONSUME | QUEUE_SEND,
+        "PrivacyDlq": QUEUE_SEND,
+    },
+    # Backfill, import and reconciliation: jobs and checkpoints; state and the local CRM read for comparisons; source
+    # records archived and enqueued for convert; CRM repairs on the CRM queue; its own queue (the next page) and DLQ;
+    # the source API credentials and the CRM credentials (read-back).
+    "SyncFunction": {
+        "SyncTable": TABLE_WRITE,
+        "StateTable": TABLE_READ,
+        "CrmLocalTable": TABLE_READ,
+        "ArchiveBucket": BUCKET_READ | OBJECT_PUT,
+        "IngestQueue": QUEUE_SEND,
+        "CrmQueue": QUEUE_SEND,
+        "BackfillQueue": QUEUE_CONSUME | QUEUE_SEND,
+        "BackfillDlq": QUEUE_SEND,
+        "SourceApiCredentials": SECRET_READ,
+        "HubSpotTokenSecret": SECRET_READ,
+        "SalesforceCredentialsSecret": SECRET_READ,
     },
 }
 

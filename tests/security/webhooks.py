@@ -82,10 +82,17 @@ class PayPalKey:
 
 
 def sign_headers(
-    source: str, body: bytes, paypal: PayPalKey, *, secret: str | None = None, event_id: str | None = None
+    source: str,
+    body: bytes,
+    paypal: PayPalKey,
+    *,
+    secret: str | None = None,
+    event_id: str | None = None,
+    paypal_time: datetime | None = None,
 ) -> dict[str, str]:
     """The headers `source` sends with `body`: its signature under `secret` (default: the configured one), its topic
-    for the sample bodies, and a delivery id (`event_id`, default a fresh one) where the source sends one."""
+    for the sample bodies, and a delivery id (`event_id`, default a fresh one) where the source sends one. PayPal's
+    transmission is signed at `paypal_time` (default now)."""
     secret = WEBHOOK_SECRETS[source] if secret is None else secret
     event_id = event_id or uuid.uuid4().hex
     if source == "shopify":
@@ -117,7 +124,7 @@ def sign_headers(
 
         return {"Content-Type": "application/json", "Stripe-Signature": stripe_sign(body, secret, int(time.time()))}
     if source == "paypal":
-        transmission_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        transmission_time = (paypal_time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         message = f"{event_id}|{transmission_time}|{secret}|{zlib.crc32(body)}".encode()
         return {
             "Content-Type": "application/json",

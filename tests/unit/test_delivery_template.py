@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import template_resources
 
 # consumer function -> its queue
-CONSUMERS = {"ConvertFunction": "IngestQueue", "CrmWriterFunction": "CrmQueue"}
+CONSUMERS = {"ConvertFunction": "IngestQueue", "CrmWriterFunction": "CrmQueue", "PrivacyFunction": "PrivacyQueue"}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from crmsync.erasure import screen, screen_notice
 from crmsync.identity import resolve_customer_id
 from crmsync.links import order_links
 from crmsync.messages import DetailType, DomainEvent
@@ -43,6 +44,8 @@ class ConvertDeps:
     new_customer_id: Callable[[], str] | None = None
     # Adds reporting-currency amounts to each entity before it is stored (crmsync.fx.reporting_for); None = off.
     reporting: Callable[[Entity], Entity] | None = None
+    # Stripe customer.deleted: "keep" (record the notice) or "anonymise" (erase the person: crmsync.erasure).
+    stripe_customer_deleted: str = "keep"
 
 
 def epoch_ms(value: datetime) -> int:
@@ -55,15 +58,26 @@ def version_at(value: datetime) -> str:
 
 
 def to_canonical(message: IngestMessage, body: bytes) -> Converted:
-    source = SOURCES.get(message.source)
+    converted: Converted = converter(message.source).convert(message.topic, body, receipt_id=message.receipt_id)
+    return converted
+
+
+def converter(source_name: str) -> Any:
+    """The converter of a source: a webhook source, or "import" (rows of a bulk import, crmsync.sync.importer)."""
+    source = SOURCES.get(source_name)
+    if source is None and source_name == "import":
+        from crmsync.sync.importer import IMPORT_SOURCE  # lazily: only imports need it
+
+        return IMPORT_SOURCE
     if source is None:
-        raise UnsupportedTopic(f"no converter for source {message.source}")
-    return source.convert(message.topic, body, receipt_id=message.receipt_id)
+        raise UnsupportedTopic(f"no converter for source {source_name}")
+    return source
 
 
 def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str, str]]:
     """Convert one accepted webhook; returns the (detail-type, detail) pairs it published."""
-    converted = to_canonical(message, deps.archive.get(message.archive_key))
+    # An erased person's identity keys carry tombstones: a late event or a replay never brings them back.
+    converted = screen(to_canonical(message, deps.archive.get(message.archive_key)), deps.state)
     events: list[tuple[str, str]] = []
 
     customer_id = _write_customer(converted.customer, message, deps, events)
@@ -87,14 +101,18 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
             deps, f"{kind}#{entity.external_id}", message, entity.source_version,
             written=written, events=[detail_type.value] if written else [], customer_id=customer_id,
         )  # fmt: skip
-    for notice in converted.notices:
+    for original in converted.notices:
+        # Compliance and deletion notices: erasure triggers tombstone their keys and lose any email (crmsync.erasure).
+        screened = screen_notice(original, message, deps.state, stripe_deleted=deps.stripe_customer_deleted)
+        notice = screened.notice
         deps.state.record_notice(message.receipt_id, notice.detail_type.value, notice.key, notice.data)
-        detail = DomainEvent(
-            entity="notice", key=notice.key, customer_id=customer_id, source=message.source, source_id=None,
-            source_version=message.received_at, receipt_id=message.receipt_id, correlation_id=message.correlation_id,
-            data=notice.data,
-        )  # fmt: skip
-        events.append((notice.detail_type.value, detail.model_dump_json()))
+        for published in (notice, *screened.also):
+            detail = DomainEvent(
+                entity="notice", key=published.key, customer_id=screened.customer_id or customer_id,
+                source=message.source, source_id=None, source_version=message.received_at,
+                receipt_id=message.receipt_id, correlation_id=message.correlation_id, data=published.data,
+            )  # fmt: skip
+            events.append((published.detail_type.value, detail.model_dump_json()))
 
     deps.bus.publish(events)
     return events

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote_from_bytes
 
 from crmsync.messages import IngestMessage
@@ -28,6 +29,17 @@ DAY = 86400
 # Header values HTTP cannot carry (CR/LF end a header, NUL is refused, a lone surrogate is no character): forged.
 _UNDELIVERABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 MAX_ID_CHARS = 512  # a receipt id or account: DynamoDB keys take 2048 bytes, S3 user metadata 2 KB in all
+# A signed transmission time may run this far ahead of our clock (the sender's clock is not ours).
+TRANSMISSION_CLOCK_SKEW_SECONDS = 900
+DEFAULT_TRANSMISSION_MAX_AGE_SECONDS = 4 * DAY  # PayPal retries a delivery up to 25 times over 3 days
+
+
+@runtime_checkable
+class SignsTransmissions(Protocol):
+    """A source whose signature covers less than the whole body (PayPal signs CRC32(body)): it names the signed
+    transmission (id and time) of a verified delivery, so ingest can refuse old ones and bind each id to its body."""
+
+    def signed_transmission(self, headers: Mapping[str, str]) -> tuple[str, datetime]: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class IngestDeps:
     retention_seconds: int = 35 * DAY
     clock: Callable[[], float] = time.time
     new_token: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    transmission_max_age_seconds: int = DEFAULT_TRANSMISSION_MAX_AGE_SECONDS
 
 
 def error(status: int, reason: str) -> WebhookAnswer:
@@ -106,6 +119,9 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
     except SignatureError as exc:
         metrics.add_metric(name="WebhookRejected", unit="Count", value=1)
         return error(401, str(exc))
+    signed = _signed_transmission(source, request, deps)
+    if isinstance(signed, WebhookAnswer):
+        return signed
     try:
         payload = json.loads(request.body)
     except ValueError:
@@ -121,6 +137,15 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
         return WebhookAnswer(200, {"status": "ignored", "receipt_id": receipt_id})
 
     now = deps.clock()
+    if signed is not None and not deps.receipts.bind_transmission(
+        f"transmission:{source.name}:{safe_id(signed)}",
+        hashlib.sha256(request.body).hexdigest(),
+        now=int(now),
+        retention_seconds=deps.transmission_max_age_seconds + TRANSMISSION_CLOCK_SKEW_SECONDS,
+    ):
+        metrics.add_metric(name="WebhookRejected", unit="Count", value=1)
+        logger.warning("signed transmission replayed with another body", source=source.name)
+        return error(401, "transmission already used for another body")
     token = deps.new_token()
     claim = deps.receipts.claim(
         receipt_id, token, now=int(now), claim_seconds=deps.claim_seconds, retention_seconds=deps.retention_seconds
@@ -158,3 +183,19 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
     metrics.add_metric(name="WebhookAccepted", unit="Count", value=1)
     logger.info("webhook accepted", source=source.name, topic=topic, receipt_id=receipt_id)
     return WebhookAnswer(200, {"status": "accepted", "receipt_id": receipt_id})
+
+
+def _signed_transmission(source: object, request: WebhookRequest, deps: IngestDeps) -> str | WebhookAnswer | None:
+    """The transmission id of a verified delivery whose signature does not cover the whole body (None for the
+    others), or the 401 of one signed too long ago: its time is signed, so a captured delivery ages out."""
+    if not isinstance(source, SignsTransmissions):
+        return None
+    try:
+        transmission_id, signed_at = source.signed_transmission(request.headers)
+    except SignatureError as exc:
+        return error(401, str(exc))
+    age = deps.clock() - signed_at.timestamp()
+    if age > deps.transmission_max_age_seconds or age < -TRANSMISSION_CLOCK_SKEW_SECONDS:
+        metrics.add_metric(name="WebhookRejected", unit="Count", value=1)
+        return error(401, "transmission time outside the accepted window")
+    return transmission_id

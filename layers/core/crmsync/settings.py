@@ -34,6 +34,10 @@ class Settings(BaseModel):
     receipt_retention_days: int = Field(default=35, ge=30)
     claim_seconds: int = Field(default=60, ge=5)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # PayPal signs only CRC32(body): a delivery whose PAYPAL-TRANSMISSION-TIME is older than this is refused, and each
+    # transmission id is bound to its body's SHA-256 for as long (crmsync.ingest). 4 days: PayPal retries a delivery
+    # up to 25 times over 3 days, so even a retry that kept its first signature still gets in.
+    paypal_transmission_max_age_seconds: int = Field(default=4 * 86400, ge=300, le=30 * 86400)
     shopify_secret_id: str = ""
     stripe_secret_id: str = ""
     woocommerce_secret_id: str = ""
@@ -41,6 +45,12 @@ class Settings(BaseModel):
     api_key_secret_id: str = ""
     secret_max_age_seconds: int = Field(default=300, ge=0)
     mapping: str = "default"
+    # Erasure and export (crmsync.erasure): the privacy queue; what erasure does to the CRM contact (delete, or clear
+    # its personal properties); what a Stripe customer.deleted does (keep the person, or erase them as a redact would).
+    privacy_queue_url: str = ""
+    privacy_dlq_url: str = ""
+    erasure_crm_action: Literal["delete", "anonymise"] = "delete"
+    stripe_customer_deleted: Literal["keep", "anonymise"] = "keep"
     # Automation rule set: config/rules/<name>.yaml ("none" = no automation), and the rules function's queues.
     rules: str = Field(default="default", pattern=r"^[a-z0-9_-]+$")
     rules_queue_url: str = ""
@@ -65,6 +75,23 @@ class Settings(BaseModel):
     salesforce_bulk_threshold: int = Field(default=2000, ge=1)  # above this many records: Bulk API 2.0
     salesforce_api_usage_slow: float = Field(default=0.8, gt=0, le=1)  # share of the daily allowance: slow down
     salesforce_api_usage_stop: float = Field(default=0.95, gt=0, le=1)  # ... and stop calling
+
+    # Backfill, import and reconciliation (crmsync.sync, README "Backfill, import and reconciliation"): the sync table
+    # and queue; source API credentials from a Secrets Manager secret (JSON, crmsync.sync.clients.SourceCredentials),
+    # else SHOPIFY_SHOP_DOMAIN / SHOPIFY_ACCESS_TOKEN / WOOCOMMERCE_BASE_URL / WOOCOMMERCE_CONSUMER_KEY /
+    # WOOCOMMERCE_CONSUMER_SECRET / STRIPE_API_KEY (local runs); requests per second to each source's API (0 = the
+    # vendor's documented default).
+    sync_table: str = ""
+    backfill_queue_url: str = ""
+    backfill_dlq_url: str = ""
+    source_api_secret_id: str = ""
+    shopify_shop_domain: str = ""
+    shopify_access_token: SecretStr = SecretStr("")
+    woocommerce_base_url: str = ""
+    woocommerce_consumer_key: SecretStr = SecretStr("")
+    woocommerce_consumer_secret: SecretStr = SecretStr("")
+    stripe_api_key: SecretStr = SecretStr("")
+    source_api_rate: float = Field(default=0.0, ge=0, le=100)
 
     @field_validator("reporting_currency", mode="before")
     @classmethod

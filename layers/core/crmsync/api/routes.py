@@ -25,6 +25,8 @@ from crmsync.store.queue import Queue
 from crmsync.store.receipts import ReceiptStore
 from crmsync.store.secrets import secret_values
 from crmsync.store.state import StateStore
+from crmsync.sync.errors import NotConfigured as SourceNotConfigured
+from crmsync.sync.errors import NotSupported as SyncRefused
 
 LOCAL_CRM_TYPES = ("contacts", "deals", "tasks", "notes")
 RESERVE_SECONDS = 3.0  # of the function's remaining time, kept for answering after a bounded operation
@@ -72,6 +74,38 @@ def get_customer(customer_id: str) -> dict[str, Any]:
     if document is None:
         raise NotFoundError("no such customer")
     return document
+
+
+@app.delete("/customers/<customer_id>")
+def erase_customer(customer_id: str) -> Response[str]:
+    """Erase the customer everywhere (crmsync.erasure), through the privacy queue: 202 with the erasure id. Asking
+    again answers the same id, with the proof once there is one; an unknown customer is 404."""
+    from datetime import UTC, datetime
+
+    from crmsync.erasure import operator_request
+    from crmsync.identity import current_id
+
+    settings = Settings.from_env()
+    state = StateStore(settings.state_table)
+    now = datetime.now(UTC)
+    erasure_id, message = operator_request(customer_id, correlation_id=_request_id(), at=now)
+    proof = state.erasure_record(erasure_id)
+    if proof is None:
+        if not state.customer_items(current_id(state, customer_id)):
+            raise NotFoundError("no such customer")
+        if not settings.privacy_queue_url:
+            raise NotConfigured("erasure is not configured (PRIVACY_QUEUE_URL)")
+        Queue(settings.privacy_queue_url).send(message)
+        logger.info("erasure requested", erasure_id=erasure_id)
+    answer: dict[str, Any] = {"erasure_id": erasure_id, "status": proof.get("status") if proof else "requested"}
+    if proof is not None:
+        answer["proof"] = proof
+    return _json(HTTPStatus.ACCEPTED, answer)
+
+
+def _request_id() -> str:
+    context = app.current_event.request_context
+    return str(getattr(context, "request_id", "") or "")
 
 
 def _local_crm(object_type: str) -> LocalCrmTable:
@@ -135,6 +169,83 @@ def replay_from_archive() -> Response[str]:
         queue=Queue(settings.ingest_queue_url),
     )
     return _json(HTTPStatus.ACCEPTED, replay(request, deps, deadline=_deadline()).as_json())
+
+
+# --- backfill, import, reconciliation and sync metrics (crmsync.sync) --------------------------------------------
+@app.post("/sync/backfill")
+def start_backfill() -> Response[str]:
+    from crmsync.sync.jobs import BackfillRequest
+    from crmsync.sync.jobs import start_backfill as start
+    from crmsync.sync.wiring import sync_deps
+
+    request = _validated(BackfillRequest, _json_body())
+    return _json(HTTPStatus.ACCEPTED, {"job_id": start(request, sync_deps(Settings.from_env()))})
+
+
+@app.post("/sync/import")
+def start_import() -> Response[str]:
+    from crmsync.sync.importer import BadImport
+    from crmsync.sync.sync_import import start_import as start
+    from crmsync.sync.wiring import sync_deps
+
+    query = app.current_event.query_string_parameters or {}
+    content_type = (app.current_event.headers or {}).get("content-type", "") or ""
+    fmt = query.get("format") or ("csv" if "csv" in content_type else "jsonl")
+    if fmt not in ("csv", "jsonl"):
+        raise BadRequest("format must be csv or jsonl")
+    try:
+        text = app.current_event.decoded_body or ""
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("body could not be decoded") from exc
+    if not text.strip():
+        raise BadRequest("the file is empty")
+    try:
+        answer = start(text, "csv" if fmt == "csv" else "jsonl", sync_deps(Settings.from_env()))
+    except BadImport as exc:
+        raise BadRequest(str(exc)) from exc
+    return _json(HTTPStatus.ACCEPTED, answer)
+
+
+@app.get("/sync/jobs/<job_id>")
+def get_job(job_id: str) -> dict[str, Any]:
+    from crmsync.store.sync_jobs import SyncStore
+    from crmsync.sync.jobs import job_view
+
+    view = job_view(job_id, SyncStore(Settings.from_env().sync_table))
+    if view is None:
+        raise NotFoundError("no such job")
+    return view
+
+
+@app.post("/sync/reconcile")
+def start_reconcile() -> Response[str]:
+    from crmsync.sync.sync_import import ReconcileRequest, queue_reconcile
+    from crmsync.sync.wiring import sync_deps
+
+    text = app.current_event.body
+    request = _validated(ReconcileRequest, _json_body() if text and text.strip() else {})
+    return _json(HTTPStatus.ACCEPTED, queue_reconcile(request, sync_deps(Settings.from_env())))
+
+
+@app.get("/sync/reconcile/runs/<run_id>")
+def get_reconcile_run(run_id: str) -> dict[str, Any]:
+    from crmsync.store.sync_jobs import SyncStore
+
+    report = SyncStore(Settings.from_env().sync_table).get_run(run_id)
+    if report is None:
+        raise NotFoundError("no such run")
+    return report
+
+
+@app.get("/sync/metrics")
+def sync_metrics() -> dict[str, Any]:
+    from crmsync.store.sync_jobs import SyncStore
+    from crmsync.sync.sync_import import metrics_view
+
+    days_text = (app.current_event.query_string_parameters or {}).get("days", "7")
+    if not days_text.isdigit() or not 1 <= int(days_text) <= 90:
+        raise BadRequest("days must be a whole number from 1 to 90")
+    return metrics_view(SyncStore(Settings.from_env().sync_table), int(days_text))
 
 
 # --- automation rules (crmsync.rules.dryrun): what a rule set would have done, writing nothing ---------------------
@@ -215,6 +326,16 @@ def _bad_request(exc: BadRequest) -> Response[str]:
 
 @app.exception_handler(BadReplay)
 def _bad_replay(exc: BadReplay) -> Response[str]:
+    return _error(HTTPStatus.BAD_REQUEST, str(exc))
+
+
+@app.exception_handler(SyncRefused)
+def _sync_refused(exc: SyncRefused) -> Response[str]:
+    return _error(HTTPStatus.BAD_REQUEST, str(exc))
+
+
+@app.exception_handler(SourceNotConfigured)
+def _source_not_configured(exc: SourceNotConfigured) -> Response[str]:
     return _error(HTTPStatus.BAD_REQUEST, str(exc))
 
 

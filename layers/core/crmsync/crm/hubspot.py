@@ -11,6 +11,9 @@
   external id stays in the ledger and is not sent as a property.
 - associations: `POST /crm/v4/associations/{from}/{to}/batch/associate/default` (<= 100 pairs a call).
 - merge: `POST /crm/v3/objects/{type}/merge`; merging a record that is already gone (404) changes nothing.
+- erasure: contacts are deleted with `POST /crm/v3/objects/contacts/gdpr-delete` (one call each: permanent, and
+  HubSpot blocks the email from being tracked again), other objects archived with `batch/archive`; anonymising clears
+  properties with `batch/update` (every property set to ""). A record already gone (404) answers not_found.
 No read or search call is made on the write path.
 
 Answers: 200/201 -> results; 207 -> the results that succeeded, and CrmRejected naming each failed record with its
@@ -47,7 +50,7 @@ from crmsync.crm.errors import (
     RecordError,
     mask,
 )
-from crmsync.crm.port import Association, UpsertInput, UpsertResult
+from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
 from crmsync.crm.transport import HttpResponse, Transport, TransportError
 from crmsync.observability import logger
 from crmsync.store.crm_ledger import LedgerEntry
@@ -160,6 +163,11 @@ class HubSpotCrm:
         if errors:
             raise CrmRejected(f"associate {from_type}->{to_type}", errors)
 
+    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Reconciliation's batched read-back (CrmPort.read): not built for HubSpot yet, so a reconciliation run
+        checks source against state only and reports the CRM check as failed with this reason."""
+        raise NotImplementedError("CRM read-back is not implemented for HubSpot yet")
+
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         if primary_id == merged_id:
             return
@@ -174,6 +182,53 @@ class HubSpotCrm:
         raise CrmRejected(
             f"merge {object_type}", [RecordError(f"{merged_id}->{primary_id}", message, answer.status, category)]
         )
+
+    # --- erasure ----------------------------------------------------------------------------------
+    def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:
+        if object_type == "contacts":
+            return [self._gdpr_delete(record_id) for record_id in ids]
+        answers: list[ErasureAnswer] = []
+        for chunk in _chunks(list(ids)):
+            body = {"inputs": [{"id": record_id} for record_id in chunk]}
+            path = f"/crm/v3/objects/{object_type}/batch/archive"
+            answer = self._send("POST", path, body, operation=f"archive {object_type}")
+            if answer.status not in (200, 204):
+                raise CrmRejected(f"archive {object_type}", _whole_call_errors(answer, chunk))
+            answers.extend(
+                ErasureAnswer(record_id, "deleted", f"HTTP {answer.status} batch/archive") for record_id in chunk
+            )
+        return answers
+
+    def _gdpr_delete(self, record_id: str) -> ErasureAnswer:
+        body = {"objectId": record_id}
+        answer = self._send("POST", "/crm/v3/objects/contacts/gdpr-delete", body, operation="gdpr-delete contacts")
+        if answer.status in (200, 204):
+            return ErasureAnswer(record_id, "deleted", f"HTTP {answer.status} gdpr-delete")
+        if answer.status == 404:
+            return ErasureAnswer(record_id, "not_found", "HTTP 404 gdpr-delete")
+        raise CrmRejected("gdpr-delete contacts", _whole_call_errors(answer, [record_id]))
+
+    def anonymise(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[ErasureAnswer]:
+        answers: list[ErasureAnswer] = []
+        cleared = dict.fromkeys(properties, "")
+        for chunk in _chunks(list(ids)):
+            body = {"inputs": [{"id": record_id, "properties": cleared} for record_id in chunk]}
+            path = f"/crm/v3/objects/{object_type}/batch/update"
+            answer = self._send("POST", path, body, operation=f"anonymise {object_type}")
+            if answer.status not in (200, 201, 207):
+                raise CrmRejected(f"anonymise {object_type}", _whole_call_errors(answer, chunk))
+            payload = answer.json() or {}
+            updated = {str(r.get("id")) for r in payload.get("results") or [] if isinstance(r, dict)}
+            missing = [record_id for record_id in chunk if record_id not in updated]
+            refused = [
+                e for e in _errors_in(payload) if e.get("category") != "OBJECT_NOT_FOUND" and _status(e, 0) != 404
+            ]
+            if missing and refused:
+                raise CrmRejected(f"anonymise {object_type}", _batch_errors(payload, missing, answer.status))
+            for record_id in chunk:
+                outcome = "anonymised" if record_id in updated else "not_found"
+                answers.append(ErasureAnswer(record_id, outcome, f"HTTP {answer.status} batch/update"))
+        return answers
 
     # --- upsert -----------------------------------------------------------------------------------
     def _upsert_chunk(

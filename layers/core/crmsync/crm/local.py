@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crmsync.crm.port import Association, UpsertInput, UpsertResult
+from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
 from crmsync.store.crm_local import LocalCrmTable
 from crmsync.store.errors import ConditionFailed
 
@@ -71,3 +71,49 @@ class LocalCrm:
             if self.records.find_id(object_type, name, value) == merged_id:
                 self.records.point_key(object_type, name, value, primary_id)
         self.records.delete(object_type, merged_id)
+
+    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Id property value -> the record's properties, for the values a record holds (reconciliation)."""
+        found: dict[str, dict[str, str]] = {}
+        for value in dict.fromkeys(values):
+            record_id = self.records.find_id(object_type, id_property, value)
+            record = self.records.get(object_type, record_id) if record_id else None
+            if record is not None:
+                found[value] = dict(record.properties)
+        return found
+
+    def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:
+        """Erase records: each goes with its unique keys and every association to it; a record already gone answers
+        not_found."""
+        return [self._delete_one(object_type, record_id) for record_id in ids]
+
+    def _delete_one(self, object_type: str, record_id: str) -> ErasureAnswer:
+        record = self.records.get(object_type, record_id)
+        if record is None:
+            return ErasureAnswer(record_id, "not_found", "no such record")
+        for to_type, linked in record.associations.items():
+            for to_id in linked:
+                self.records.remove_association(to_type, to_id, object_type, record_id)
+        for name, value in record.properties.items():
+            self.records.delete_key(object_type, name, value, record_id)
+        self.records.delete(object_type, record_id)
+        return ErasureAnswer(record_id, "deleted")
+
+    def anonymise(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[ErasureAnswer]:
+        """Remove the named properties (and the unique keys they held) from each record; its associations stay."""
+        answers = []
+        for record_id in ids:
+            record = self.records.get(object_type, record_id)
+            if record is None:
+                answers.append(ErasureAnswer(record_id, "not_found", "no such record"))
+                continue
+            cleared = [name for name in properties if name in record.properties]
+            for name in cleared:
+                self.records.delete_key(object_type, name, record.properties[name], record_id)
+            try:
+                self.records.remove_properties(object_type, record_id, cleared)
+            except ConditionFailed:  # deleted meanwhile
+                answers.append(ErasureAnswer(record_id, "not_found", "no such record"))
+                continue
+            answers.append(ErasureAnswer(record_id, "anonymised", f"{len(cleared)} properties cleared"))
+        return answers

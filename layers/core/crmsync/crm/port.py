@@ -23,6 +23,15 @@ class UpsertResult:
 
 
 @dataclass(frozen=True)
+class ErasureAnswer:
+    """What the CRM answered for one record of an erasure (kept in the erasure's proof, so no personal data)."""
+
+    id: str
+    outcome: str  # "deleted" | "anonymised" | "not_found" (already gone: nothing left to erase)
+    detail: str = ""  # the CRM's own words: status, endpoint, error code
+
+
+@dataclass(frozen=True)
 class Association:
     from_id: str
     to_id: str
@@ -45,4 +54,19 @@ class CrmPort(Protocol):
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         """Merge one record into another (HubSpot's POST /crm/v3/objects/{type}/merge): one record remains, with
         both records' associations; merging a record that is already gone changes nothing."""
+        ...
+
+    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Batched read-back (reconciliation): id property value -> the properties of the record holding it; values
+        no record holds are left out. HubSpot: POST /crm/v3/objects/{type}/batch/read with idProperty."""
+        ...
+
+    def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:
+        """Erase records for good, one answer per id in order; a record already gone answers not_found, so deleting
+        twice changes nothing. HubSpot contacts: POST /crm/v3/objects/contacts/gdpr-delete."""
+        ...
+
+    def anonymise(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[ErasureAnswer]:
+        """Clear the named properties of each record (the record stays, without its personal data), one answer per id
+        in order; a record already gone answers not_found."""
         ...

@@ -23,6 +23,11 @@ config/mappings/salesforce.yaml):
   move its tasks (WhoId), delete it and fill the primary's blank fields from it. Unlike Salesforce's merge, other
   records pointing at the merged contact (cases, events, campaign members) are not moved.
 
+- delete / anonymise (erasure): sObject Collections, `DELETE composite/sobjects?ids=...` (200 a call; the records go to
+  the Recycle Bin, which Salesforce empties after 15 days) and `PATCH composite/sobjects` with the personal fields
+  set to null (a required field, Contact.LastName, gets its filler "[not provided]"). A record already gone
+  (ENTITY_IS_DELETED, INVALID_CROSS_REFERENCE_KEY) answers not_found.
+
 Limits: every response's `Sforce-Limit-Info: api-usage=N/M` is read (ApiUsageGuard): above `slow_ratio` of the
 daily allowance each call is delayed (up to `max_pause_seconds`, growing towards `stop_ratio`); at `stop_ratio`, or
 on `403 REQUEST_LIMIT_EXCEEDED`, the adapter stops calling for `cooldown_seconds` and raises SalesforceLimitExceeded
@@ -56,7 +61,7 @@ from crmsync.crm.errors import (
     CrmUnavailable,
     RecordError,
 )
-from crmsync.crm.port import Association, UpsertInput, UpsertResult
+from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
 from crmsync.observability import logger
 
 if TYPE_CHECKING:
@@ -844,7 +849,69 @@ class SalesforceCrm:
         if failures:
             raise SalesforceRecordError("link", how.sobject, failures)
 
+    # ------------------------------------------------------------------------------------------------ erasure
+    def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:
+        spec = self._spec(object_type)
+        for record_id in ids:
+            _check_id(record_id)
+        answers: list[ErasureAnswer] = []
+        failures: list[RecordFailure] = []
+        for start in range(0, len(ids), COLLECTION_LIMIT):
+            chunk = list(ids[start : start + COLLECTION_LIMIT])
+            params = {"ids": ",".join(chunk), "allOrNone": "false"}
+            answer = self.api.call("DELETE", "composite/sobjects", params=params) or []
+            self._erasure_answers(chunk, answer, "deleted", start, answers, failures)
+        if failures:
+            raise SalesforceRecordError("delete", spec.sobject, failures)
+        return answers
+
+    def anonymise(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[ErasureAnswer]:
+        spec = self._spec(object_type)
+        for record_id in ids:
+            _check_id(record_id)
+        cleared: dict[str, Any] = {}
+        for name in properties:
+            default = spec.defaults.get(name)
+            cleared[name] = spec.coerce(name, default() if callable(default) else default) if default else None
+        answers: list[ErasureAnswer] = []
+        failures: list[RecordFailure] = []
+        for start in range(0, len(ids), COLLECTION_LIMIT):
+            chunk = list(ids[start : start + COLLECTION_LIMIT])
+            records = [{"attributes": {"type": spec.sobject}, "id": record_id, **cleared} for record_id in chunk]
+            answer = self.api.call("PATCH", "composite/sobjects", body={"allOrNone": False, "records": records}) or []
+            self._erasure_answers(chunk, answer, "anonymised", start, answers, failures)
+        if failures:
+            raise SalesforceRecordError("anonymise", spec.sobject, failures)
+        return answers
+
+    @staticmethod
+    def _erasure_answers(
+        chunk: list[str],
+        answer: Any,
+        done: str,
+        start: int,
+        answers: list[ErasureAnswer],
+        failures: list[RecordFailure],
+    ) -> None:
+        results = answer if isinstance(answer, list) else []
+        for i, record_id in enumerate(chunk):
+            result = results[i] if i < len(results) and isinstance(results[i], dict) else {}
+            if result.get("success"):
+                answers.append(ErasureAnswer(record_id, done, "sObject Collections: success"))
+                continue
+            errors = result.get("errors") if isinstance(result.get("errors"), list) else []
+            code = _code(errors[0]) if errors and isinstance(errors[0], dict) else "NO_RESULT"
+            if code in GONE:
+                answers.append(ErasureAnswer(record_id, "not_found", code))
+            else:
+                failures.extend(_failures([start + i], record_id, errors or [{"statusCode": code}]))
+
     # -------------------------------------------------------------------------------------------------- merge
+    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Reconciliation's batched read-back (CrmPort.read): not built for Salesforce yet, so a reconciliation run
+        checks source against state only and reports the CRM check as failed with this reason."""
+        raise NotImplementedError("CRM read-back is not implemented for Salesforce yet")
+
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         """Fold one contact into another: re-parent, then delete (see the module docstring). Merging a contact that
         is already gone changes nothing."""
@@ -992,6 +1059,7 @@ def _finish(
 
 
 ROLLED_BACK = frozenset({"PROCESSING_HALTED", "ALL_OR_NONE_OPERATION_ROLLED_BACK"})
+GONE = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND"})  # erasure: nothing left there
 
 
 def _code(error: dict[str, Any]) -> str:

@@ -1,34 +1,59 @@
-"""Canonical pydantic models shared by every source and CRM; imports nothing else of crmsync."""
+"""Canonical pydantic models shared by every source and CRM; imports nothing else of crmsync.
+
+Each model has a `<Model>Fields` TypedDict of its fields and a `<Model>.of(fields)` constructor: the same validation
+as `<Model>(...)`, with nested money, addresses and lines given as their fields, in one call into pydantic-core."""
 
 from crmsync.models.customer import (
     Address,
+    AddressFields,
     Customer,
+    CustomerFields,
     UtcDatetime,
     normalize_country,
     normalize_email,
     normalize_phone,
 )
-from crmsync.models.money import Money, ReportingAmount, currency_exponent
-from crmsync.models.order import LineItem, Order, OrderStatus
-from crmsync.models.payment import Dispute, DisputeStatus, Payment, PaymentStatus, Refund, RefundStatus
+from crmsync.models.money import Money, MoneyFields, ReportingAmount, currency_exponent, minor_units, zero
+from crmsync.models.order import LineItem, LineItemFields, Order, OrderFields, OrderStatus
+from crmsync.models.payment import (
+    Dispute,
+    DisputeFields,
+    DisputeStatus,
+    Payment,
+    PaymentFields,
+    PaymentStatus,
+    Refund,
+    RefundFields,
+    RefundStatus,
+)
 
 __all__ = [
     "Address",
+    "AddressFields",
     "Customer",
+    "CustomerFields",
     "Dispute",
+    "DisputeFields",
     "DisputeStatus",
     "LineItem",
+    "LineItemFields",
     "Money",
+    "MoneyFields",
     "Order",
+    "OrderFields",
     "OrderStatus",
     "Payment",
+    "PaymentFields",
     "PaymentStatus",
     "Refund",
+    "RefundFields",
     "RefundStatus",
     "ReportingAmount",
     "UtcDatetime",
     "currency_exponent",
+    "minor_units",
     "normalize_country",
     "normalize_email",
     "normalize_phone",
+    "zero",
 ]

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, NotRequired, Self, TypedDict
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -56,6 +56,17 @@ def normalize_country(value: str | None) -> str | None:
     return str(country.alpha_2)
 
 
+class AddressFields(TypedDict, total=False):
+    """Address's fields, to build one inside a Customer's or Payment's validation: mypy checks the names."""
+
+    line1: str | None
+    line2: str | None
+    city: str | None
+    region: str | None
+    postal_code: str | None
+    country: str | None
+
+
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -70,6 +81,22 @@ class Address(BaseModel):
     @classmethod
     def _upper_country(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+
+class CustomerFields(TypedDict):
+    """Customer's fields, for Customer.of: a misspelled or missing name is a mypy error, as with Customer(...)."""
+
+    source: str
+    source_id: str | None
+    source_version: datetime
+    receipt_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    address: Address | AddressFields | None
+    accepts_marketing: NotRequired[bool | None]
+    test: NotRequired[bool]
 
 
 class Customer(BaseModel):
@@ -91,3 +118,10 @@ class Customer(BaseModel):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return normalize_email(value)
+
+    @classmethod
+    def of(cls, fields: CustomerFields) -> Self:
+        """Customer(**fields), validated the same way (an address may come as its fields), minus the Python frame
+        of BaseModel.__init__ and of a separate Address."""
+        customer: Self = cls.__pydantic_validator__.validate_python(fields)
+        return customer

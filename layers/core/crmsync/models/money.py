@@ -3,7 +3,8 @@
 import re
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Self
+from functools import lru_cache
+from typing import Annotated, Self, TypedDict
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
@@ -28,7 +29,68 @@ _IntegralDecimal = Annotated[Decimal, Field(strict=True, decimal_places=0), Afte
 # A plain decimal string ("215.40", "-3", " 4500.00 "), the shape every source sends; anything else takes the
 # Decimal path.
 _MAX_DIGITS = 40  # beyond any amount of money, far below what would make exact integer arithmetic slow
-_PLAIN_AMOUNT = re.compile(r"\s*(-?)([0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
+_PLAIN_AMOUNT = re.compile(r"\s*(-?[0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
+_SCALE: tuple[int, ...] = (1, 10, 100, 1000, 10000)  # 10**places for every exponent _EXPONENTS knows
+
+
+def minor_units(value: str | int | Decimal, currency: str) -> int:
+    """The exact number of minor units of a major-unit amount; refuses to round away non-zero digits.
+
+    What Money.from_decimal stores, for converters that add amounts up or build Money inside a bigger model. The
+    currency code itself is not checked here: Money checks it (an unknown but well-formed code has 2 decimals)."""
+    places = _EXPONENTS.get(currency.upper(), 2)
+    if type(value) is str:
+        # The shape sources send, read without a regex: unsigned ASCII digits with exactly the currency's decimals.
+        whole, _, fraction = value.partition(".")
+        if len(fraction) == places:
+            digits = whole + fraction
+            if digits.isdigit() and digits.isascii():
+                return int(digits)
+        plain = _PLAIN_AMOUNT.fullmatch(value)
+        if plain is not None:
+            whole, fraction = plain.groups()  # whole carries the sign: int() reads "-0050" as -50
+            if not fraction:
+                return int(whole) * _SCALE[places]
+            decimals = len(fraction)
+            if decimals < places:
+                return int(whole + fraction) * _SCALE[places - decimals]
+            if fraction[places:].strip("0"):
+                raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
+            return int(whole + fraction[:places])
+        try:
+            value = Decimal(value.strip())
+        except ArithmeticError:
+            raise ValueError(f"not a decimal amount: {value!r}") from None
+    elif type(value) is int:
+        return value * _SCALE[places]
+    elif not isinstance(value, Decimal):
+        raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
+    else:
+        # str() of a Decimal is its exact digits ("442.73", "-0.50", "1E+3"): the common shape is read as above.
+        whole, _, fraction = str(value).partition(".")
+        if len(fraction) == places:
+            digits = whole + fraction
+            if digits.isdigit() and digits.isascii():
+                return int(digits)
+    _, coefficient, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite amount: {value!r}")
+    if not -_MAX_DIGITS <= exponent <= _MAX_DIGITS - len(coefficient):
+        # "1e999999999" is a valid Decimal; exact arithmetic on it would take minutes, and no amount is that big.
+        raise ValueError(f"amount out of range: {value!r}")
+    # An exact rational: no Decimal context precision (28 digits) can round anything away here.
+    numerator, denominator = value.as_integer_ratio()
+    minor, remainder = divmod(numerator * _SCALE[places], denominator)
+    if remainder:
+        raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
+    return minor
+
+
+class MoneyFields(TypedDict):
+    """Money's fields, to build it inside a bigger model's validation (Order.of): mypy checks the names."""
+
+    amount: int
+    currency: str
 
 
 class Money(BaseModel):
@@ -47,38 +109,10 @@ class Money(BaseModel):
 
     @classmethod
     def from_decimal(cls, value: str | int | Decimal, currency: str) -> Self:
-        """Exact conversion of a major-unit amount; refuses to round away non-zero digits.
+        """Exact conversion of a major-unit amount; refuses to round away non-zero digits (see minor_units).
 
         The currency code is checked by the model itself (an unknown but well-formed code has 2 decimals)."""
-        places = currency_exponent(currency)
-        if isinstance(value, str):
-            plain = _PLAIN_AMOUNT.fullmatch(value)
-            if plain is not None:
-                negative, whole, fraction = plain.groups()
-                if fraction and fraction[places:].strip("0"):
-                    raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
-                units = int(whole + (fraction or "")[:places].ljust(places, "0"))
-                return cls._of(-units if negative else units, currency)
-            try:
-                value = Decimal(value.strip())
-            except ArithmeticError:
-                raise ValueError(f"not a decimal amount: {value!r}") from None
-        elif type(value) is int:
-            return cls._of(value * 10**places, currency)
-        elif not isinstance(value, Decimal):
-            raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
-        _, digits, exponent = value.as_tuple()
-        if not isinstance(exponent, int):
-            raise ValueError(f"not a finite amount: {value!r}")
-        if not -_MAX_DIGITS <= exponent <= _MAX_DIGITS - len(digits):
-            # "1e999999999" is a valid Decimal; exact arithmetic on it would take minutes, and no amount is that big.
-            raise ValueError(f"amount out of range: {value!r}")
-        # An exact rational: no Decimal context precision (28 digits) can round anything away here.
-        numerator, denominator = value.as_integer_ratio()
-        minor, remainder = divmod(numerator * 10**places, denominator)
-        if remainder:
-            raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
-        return cls._of(minor, currency)
+        return cls._of(minor_units(value, currency), currency)
 
     def formatted(self) -> str:
         """The amount with exactly the currency's ISO 4217 decimals, e.g. "215.40", "4500", "-1.50"."""
@@ -103,3 +137,10 @@ class ReportingAmount(BaseModel):
     rate: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]  # a string, so no float ever touches it
     rate_date: date  # the day the rate is the reference rate of (for rate 1, the entity's own day)
     rate_source: str
+
+
+@lru_cache(maxsize=64)
+def zero(currency: str) -> Money:
+    """Money(amount=0, currency=currency), one shared instance per currency: Money is frozen, and no amount
+    repeats more than zero (no discount, no tax, free shipping)."""
+    return Money._of(0, currency)

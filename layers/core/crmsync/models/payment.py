@@ -2,11 +2,12 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import NotRequired, Self, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from crmsync.models.customer import Address, UtcDatetime, normalize_email
-from crmsync.models.money import Money, ReportingAmount
+from crmsync.models.customer import Address, AddressFields, UtcDatetime, normalize_email
+from crmsync.models.money import Money, MoneyFields, ReportingAmount
 
 
 class PaymentStatus(StrEnum):
@@ -54,6 +55,15 @@ class DisputeStatus(StrEnum):
         return self not in (DisputeStatus.WON, DisputeStatus.LOST)
 
 
+class _EntityFields(TypedDict):
+    source: str
+    source_id: str
+    source_version: datetime
+    receipt_id: str
+    test: NotRequired[bool]
+    reporting: NotRequired[dict[str, ReportingAmount] | None]
+
+
 class _Entity(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -65,6 +75,28 @@ class _Entity(BaseModel):
     # Money fields restated in the reporting currency, keyed by field name ("amount", "amount_refunded", ...);
     # None when reporting is off. Set by crmsync.fx.apply_reporting, never by a converter.
     reporting: dict[str, ReportingAmount] | None = None
+
+
+class PaymentFields(_EntityFields):
+    """Payment's fields, for Payment.of: a misspelled or missing name is a mypy error, as with Payment(...)."""
+
+    kind: str
+    status: PaymentStatus
+    amount: Money | MoneyFields
+    amount_refunded: NotRequired[Money | MoneyFields | None]
+    customer_email: NotRequired[str | None]
+    customer_source_id: NotRequired[str | None]
+    customer_name: NotRequired[str | None]
+    customer_phone: NotRequired[str | None]
+    billing_address: NotRequired[Address | AddressFields | None]
+    order_refs: NotRequired[tuple[str, ...]]
+    transaction_ids: NotRequired[tuple[str, ...]]
+    description: NotRequired[str | None]
+    failure_code: NotRequired[str | None]
+    failure_message: NotRequired[str | None]
+    risk_level: NotRequired[str | None]
+    risk_score: NotRequired[int | None]
+    created_at: NotRequired[datetime | None]
 
 
 class Payment(_Entity):
@@ -93,6 +125,13 @@ class Payment(_Entity):
     def _email(cls, value: str | None) -> str | None:
         return normalize_email(value)
 
+    @classmethod
+    def of(cls, fields: PaymentFields) -> Self:
+        """Payment(**fields), validated the same way (money and address may come as their fields), minus the
+        Python frames of BaseModel.__init__."""
+        payment: Self = cls.__pydantic_validator__.validate_python(fields)
+        return payment
+
     @property
     def external_id(self) -> str:
         return f"{self.source}:{self.kind}:{self.source_id}"
@@ -100,6 +139,17 @@ class Payment(_Entity):
     @property
     def rank(self) -> int:
         return self.status.rank
+
+
+class RefundFields(_EntityFields):
+    """Refund's fields, for Refund.of: a misspelled or missing name is a mypy error, as with Refund(...)."""
+
+    status: RefundStatus
+    amount: Money | MoneyFields
+    payment_id: NotRequired[str | None]
+    order_id: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    created_at: NotRequired[datetime | None]
 
 
 class Refund(_Entity):
@@ -112,6 +162,12 @@ class Refund(_Entity):
     reason: str | None = None
     created_at: UtcDatetime | None = None
 
+    @classmethod
+    def of(cls, fields: RefundFields) -> Self:
+        """Refund(**fields), validated the same way, minus BaseModel.__init__'s Python frame."""
+        refund: Self = cls.__pydantic_validator__.validate_python(fields)
+        return refund
+
     @property
     def external_id(self) -> str:
         return f"{self.source}:refund:{self.source_id}"
@@ -119,6 +175,17 @@ class Refund(_Entity):
     @property
     def rank(self) -> int:
         return self.status.rank
+
+
+class DisputeFields(_EntityFields):
+    """Dispute's fields, for Dispute.of: a misspelled or missing name is a mypy error, as with Dispute(...)."""
+
+    status: DisputeStatus
+    amount: Money | MoneyFields | None
+    payment_id: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    evidence_due_by: NotRequired[datetime | None]
+    created_at: NotRequired[datetime | None]
 
 
 class Dispute(_Entity):
@@ -130,6 +197,12 @@ class Dispute(_Entity):
     reason: str | None = None
     evidence_due_by: datetime | None = None
     created_at: UtcDatetime | None = None
+
+    @classmethod
+    def of(cls, fields: DisputeFields) -> Self:
+        """Dispute(**fields), validated the same way, minus BaseModel.__init__'s Python frame."""
+        dispute: Self = cls.__pydantic_validator__.validate_python(fields)
+        return dispute
 
     @property
     def external_id(self) -> str:

@@ -22,26 +22,27 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, StringConstraints, TypeAdapter
 
 from crmsync.messages import DetailType
 from crmsync.models import (
-    Address,
+    AddressFields,
     Customer,
     Dispute,
     DisputeStatus,
-    Money,
+    MoneyFields,
     Payment,
     PaymentStatus,
     Refund,
     RefundStatus,
     UtcDatetime,
+    minor_units,
     normalize_email,
     normalize_phone,
 )
@@ -330,165 +331,162 @@ def postback_verifier(
 
 # ---- payload ---------------------------------------------------------------------------------------------------
 
-# PayPal sends money as decimal strings; they stay strings until Money.from_decimal, so no float ever sees them.
+# PayPal sends money as decimal strings; they stay strings until minor_units, so no float ever sees them.
 Amount = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^-?\d+(\.\d+)?$")]
 CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$")]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Timestamps stay as sent (aware, any offset): the canonical models store every one in UTC, and converting here too
+# would be paid again for each, read or not. seller_response_due_date is the exception: Dispute keeps it as given.
 
 
-class _Payload(BaseModel):
-    # PayPal adds fields to its resources over time; read only what we use. Validators are built on first use
-    # (defer_build), so ingest, which imports this module only to verify signatures, does not pay ~10 ms for them.
-    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+# Every payload type is a TypedDict, not a model: pydantic-core builds a dict for a fraction of a model's cost, and
+# validates it alike. Unknown keys are ignored: PayPal adds fields to its resources over time, and only these are read.
 
 
-class PayPalMoney(_Payload):
+class PayPalMoney(TypedDict):
     currency_code: CurrencyCode
     value: Amount
 
 
 class PayPalLink(TypedDict):
-    # A TypedDict, not a model: every resource carries several links, and plain dicts cost a fraction to build.
     href: str
     rel: NotRequired[str | None]
 
 
-class PayPalRelatedIds(_Payload):
-    order_id: str | None = None
+class PayPalRelatedIds(TypedDict, total=False):
+    order_id: str | None
 
 
-class PayPalSupplementaryData(_Payload):
-    related_ids: PayPalRelatedIds | None = None
+class PayPalSupplementaryData(TypedDict, total=False):
+    related_ids: PayPalRelatedIds | None
 
 
-class PayPalStatusDetails(_Payload):
-    reason: str | None = None
+class PayPalStatusDetails(TypedDict, total=False):
+    reason: str | None
 
 
-class PayPalCapture(_Payload):
+class PayPalCapture(TypedDict):
     """A Payments v2 capture, or (PAYMENT.CAPTURE.REVERSED with resource_type "refund") the reversal's refund."""
 
     id: Id
-    status: str | None = None
-    status_details: PayPalStatusDetails | None = None
+    status: NotRequired[str | None]
+    status_details: NotRequired[PayPalStatusDetails | None]
     amount: PayPalMoney
-    invoice_id: str | None = None
-    custom_id: str | None = None
-    supplementary_data: PayPalSupplementaryData | None = None
-    create_time: UtcDatetime | None = None
-    update_time: UtcDatetime | None = None
-    links: tuple[PayPalLink, ...] = ()
+    invoice_id: NotRequired[str | None]
+    custom_id: NotRequired[str | None]
+    supplementary_data: NotRequired[PayPalSupplementaryData | None]
+    create_time: NotRequired[AwareDatetime | None]
+    update_time: NotRequired[AwareDatetime | None]
+    links: NotRequired[tuple[PayPalLink, ...]]
 
 
-class PayPalRefund(_Payload):
+class PayPalRefund(TypedDict):
     id: Id
-    status: str | None = None
+    status: NotRequired[str | None]
     amount: PayPalMoney
-    note_to_payer: str | None = None
-    invoice_id: str | None = None
-    custom_id: str | None = None
-    create_time: UtcDatetime | None = None
-    update_time: UtcDatetime | None = None
-    links: tuple[PayPalLink, ...] = ()
+    note_to_payer: NotRequired[str | None]
+    invoice_id: NotRequired[str | None]
+    custom_id: NotRequired[str | None]
+    create_time: NotRequired[AwareDatetime | None]
+    update_time: NotRequired[AwareDatetime | None]
+    links: NotRequired[tuple[PayPalLink, ...]]
 
 
-class PayPalName(_Payload):
-    given_name: str | None = None
-    surname: str | None = None
-    full_name: str | None = None
+class PayPalName(TypedDict, total=False):
+    given_name: str | None
+    surname: str | None
+    full_name: str | None
 
 
-class PayPalPhoneNumber(_Payload):
-    national_number: str | None = None
+class PayPalPhoneNumber(TypedDict, total=False):
+    national_number: str | None
 
 
-class PayPalPhone(_Payload):
-    phone_type: str | None = None
-    phone_number: PayPalPhoneNumber | None = None
+class PayPalPhone(TypedDict, total=False):
+    phone_type: str | None
+    phone_number: PayPalPhoneNumber | None
 
 
-class PayPalAddress(_Payload):
-    address_line_1: str | None = None
-    address_line_2: str | None = None
-    admin_area_2: str | None = None  # city
-    admin_area_1: str | None = None  # state / province / prefecture
-    postal_code: str | None = None
-    country_code: str | None = None
+class PayPalAddress(TypedDict, total=False):
+    address_line_1: str | None
+    address_line_2: str | None
+    admin_area_2: str | None  # city
+    admin_area_1: str | None  # state / province / prefecture
+    postal_code: str | None
+    country_code: str | None
 
 
-class PayPalPayer(_Payload):
-    payer_id: str | None = None
-    email_address: str | None = None
-    name: PayPalName | None = None
-    phone: PayPalPhone | None = None
-    address: PayPalAddress | None = None
+class PayPalPayer(TypedDict, total=False):
+    payer_id: str | None
+    email_address: str | None
+    name: PayPalName | None
+    phone: PayPalPhone | None
+    address: PayPalAddress | None
 
 
-class PayPalWallet(_Payload):
+class PayPalWallet(TypedDict, total=False):
     """payment_source.paypal: where Orders v2 puts the payer now that `payer` is deprecated."""
 
-    account_id: str | None = None
-    email_address: str | None = None
-    name: PayPalName | None = None
-    phone_number: PayPalPhoneNumber | None = None
-    address: PayPalAddress | None = None
+    account_id: str | None
+    email_address: str | None
+    name: PayPalName | None
+    phone_number: PayPalPhoneNumber | None
+    address: PayPalAddress | None
 
 
-class PayPalPaymentSource(_Payload):
-    paypal: PayPalWallet | None = None
+class PayPalPaymentSource(TypedDict, total=False):
+    paypal: PayPalWallet | None
 
 
-class PayPalShipping(_Payload):
-    address: PayPalAddress | None = None
+class PayPalShipping(TypedDict, total=False):
+    address: PayPalAddress | None
 
 
-class PayPalPurchaseUnit(_Payload):
-    shipping: PayPalShipping | None = None
+class PayPalPurchaseUnit(TypedDict, total=False):
+    shipping: PayPalShipping | None
 
 
-class PayPalOrder(_Payload):
+class PayPalOrder(TypedDict):
     id: Id
-    status: str | None = None
-    payer: PayPalPayer | None = None
-    payment_source: PayPalPaymentSource | None = None
-    purchase_units: tuple[PayPalPurchaseUnit, ...] = ()
-    create_time: UtcDatetime | None = None
-    update_time: UtcDatetime | None = None
-    links: tuple[PayPalLink, ...] = ()
+    status: NotRequired[str | None]
+    payer: NotRequired[PayPalPayer | None]
+    payment_source: NotRequired[PayPalPaymentSource | None]
+    purchase_units: NotRequired[tuple[PayPalPurchaseUnit, ...]]
+    create_time: NotRequired[AwareDatetime | None]
+    update_time: NotRequired[AwareDatetime | None]
+    links: NotRequired[tuple[PayPalLink, ...]]
 
 
-class PayPalDisputeOutcome(_Payload):
-    outcome_code: str | None = None
+class PayPalDisputeOutcome(TypedDict, total=False):
+    outcome_code: str | None
 
 
-class PayPalDisputedTransaction(_Payload):
-    seller_transaction_id: str | None = None
+class PayPalDisputedTransaction(TypedDict, total=False):
+    seller_transaction_id: str | None
 
 
-class PayPalDispute(_Payload):
+class PayPalDispute(TypedDict):
     dispute_id: Id
-    status: str | None = None
-    reason: str | None = None
-    dispute_amount: PayPalMoney | None = None
-    dispute_outcome: PayPalDisputeOutcome | None = None
-    dispute_life_cycle_stage: str | None = None
-    disputed_transactions: tuple[PayPalDisputedTransaction, ...] = ()
-    seller_response_due_date: UtcDatetime | None = None
-    create_time: UtcDatetime | None = None
-    update_time: UtcDatetime | None = None
-    links: tuple[PayPalLink, ...] = ()
+    status: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    dispute_amount: NotRequired[PayPalMoney | None]
+    dispute_outcome: NotRequired[PayPalDisputeOutcome | None]
+    dispute_life_cycle_stage: NotRequired[str | None]
+    disputed_transactions: NotRequired[tuple[PayPalDisputedTransaction, ...]]
+    seller_response_due_date: NotRequired[UtcDatetime | None]
+    create_time: NotRequired[AwareDatetime | None]
+    update_time: NotRequired[AwareDatetime | None]
+    links: NotRequired[tuple[PayPalLink, ...]]
 
 
-class _Event(_Payload):
-    """The envelope every PayPal webhook shares."""
+class _Event(TypedDict):
+    """The envelope every PayPal webhook shares (its `summary` and `resource_version` are never read: not parsed)."""
 
     id: Id
     event_type: Id
-    create_time: UtcDatetime
-    resource_type: str | None = None
-    resource_version: str | None = None
-    summary: str | None = None
-    links: tuple[PayPalLink, ...] = ()
+    create_time: AwareDatetime
+    resource_type: NotRequired[str | None]
+    links: NotRequired[tuple[PayPalLink, ...]]
 
 
 class CaptureEvent(_Event):
@@ -528,21 +526,43 @@ _OPEN_DISPUTE_STATUS: dict[str, DisputeStatus] = {
 # RESOLVED_WITH_PAYOUT, NONE, none at all) counts as LOST, so a deal is never closed as won by guesswork.
 _SELLER_KEEPS_MONEY = frozenset({"RESOLVED_SELLER_FAVOUR", "CANCELED_BY_BUYER"})
 _CAPTURE_PATH = re.compile(r"/v2/payments/captures/([^/?#]+)/?$")
+# Stand-ins for missing parts, so field fallbacks read as one chain.
+_NO_DATA = PayPalSupplementaryData()
+_NO_IDS = PayPalRelatedIds()
+_NO_DETAILS = PayPalStatusDetails()
+_NO_PAYER = PayPalPayer()
+_NO_SOURCE = PayPalPaymentSource()
+_NO_WALLET = PayPalWallet()
+_NO_NAME = PayPalName()
+_NO_PHONE = PayPalPhone()
+_NO_OUTCOME = PayPalDisputeOutcome()
 
 
 def parse_event[EventT: _Event](body: bytes, model: type[EventT]) -> EventT:
-    """Validate a raw webhook body; pydantic.ValidationError says what does not fit."""
-    return model.model_validate_json(body)
+    """Validate a raw webhook body as one of the event TypedDicts; pydantic.ValidationError says what does not fit."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:  # built on first use: ingest imports this module only to verify signatures
+        adapter = _ADAPTERS[model] = TypeAdapter(model)
+    # The validator itself: TypeAdapter.validate_json adds a Python frame and keyword plumbing to each call.
+    event: EventT = adapter.validator.validate_json(body)
+    return event
+
+
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
 
 
 def is_sandbox(event: _Event, resource_links: Sequence[PayPalLink] = ()) -> bool:
     """PayPal events carry no livemode flag; a sandbox event's HATEOAS links point at api(-m).sandbox.paypal.com."""
-    return any("sandbox" in link["href"] for link in (*event.links, *resource_links))
+    for links in (event.get("links", ()), resource_links):
+        for link in links:
+            if "sandbox" in link["href"]:
+                return True
+    return False
 
 
 def source_version(event: _Event, update_time: datetime | None, create_time: datetime | None) -> datetime:
     """PayPal's version of a resource: its update_time, else its create_time, else the event's create_time."""
-    return update_time or create_time or event.create_time
+    return update_time or create_time or event["create_time"]
 
 
 def capture_id_from_links(links: Sequence[PayPalLink]) -> str | None:
@@ -556,136 +576,159 @@ def capture_id_from_links(links: Sequence[PayPalLink]) -> str | None:
 
 
 def capture_to_canonical(topic: str, event: CaptureEvent, *, receipt_id: str) -> Payment:
-    capture = event.resource
-    amount = _money(capture.amount)
+    capture = event["resource"]
+    links = capture.get("links", ())
+    amount = _money(capture["amount"])
     status = PaymentStatus.SUCCEEDED
-    capture_id = capture.id
-    refunded: Money | None = None
+    capture_id = capture["id"]
+    refunded: MoneyFields | None = None
     if topic == TOPIC_CAPTURE_DENIED:
         status = PaymentStatus.FAILED
     elif topic == TOPIC_CAPTURE_REVERSED:
         status = PaymentStatus.REVERSED
         refunded = amount  # a reversal takes back the whole capture
-        if event.resource_type == "refund":
+        if event.get("resource_type") == "refund":
             # PayPal's documented REVERSED event carries the reversal's refund: the capture is its "up" link.
-            capture_id = capture_id_from_links(capture.links) or ""
+            capture_id = capture_id_from_links(links) or ""
             if not capture_id:
                 raise ValueError("reversal names no capture")
-    related = capture.supplementary_data.related_ids if capture.supplementary_data else None
-    refs = (related.order_id if related else None, capture.invoice_id, capture.custom_id)
-    return Payment(
-        source=SOURCE,
-        source_id=capture_id,
-        source_version=source_version(event, capture.update_time, capture.create_time),
-        receipt_id=receipt_id,
-        test=is_sandbox(event, capture.links),
-        kind="capture",
-        status=status,
-        amount=amount,
-        amount_refunded=refunded,
-        order_refs=tuple(ref for ref in map(_clean, refs) if ref),
-        transaction_ids=(capture_id,),
-        failure_code=_clean(capture.status_details.reason) if capture.status_details else None,
-        created_at=capture.create_time,
+    related = (capture.get("supplementary_data") or _NO_DATA).get("related_ids") or _NO_IDS
+    refs = (_clean(related.get("order_id")), _clean(capture.get("invoice_id")), _clean(capture.get("custom_id")))
+    return Payment.of(
+        {
+            "source": SOURCE,
+            "source_id": capture_id,
+            "source_version": source_version(event, capture.get("update_time"), capture.get("create_time")),
+            "receipt_id": receipt_id,
+            "test": is_sandbox(event, links),
+            "kind": "capture",
+            "status": status,
+            "amount": amount,
+            "amount_refunded": refunded,
+            "order_refs": tuple(ref for ref in refs if ref),
+            "transaction_ids": (capture_id,),
+            "failure_code": _clean((capture.get("status_details") or _NO_DETAILS).get("reason")),
+            "created_at": capture.get("create_time"),
+        }
     )
 
 
 def refund_to_canonical(event: RefundEvent, *, receipt_id: str) -> Refund:
-    refund = event.resource
-    return Refund(
-        source=SOURCE,
-        source_id=refund.id,
-        source_version=source_version(event, refund.update_time, refund.create_time),
-        receipt_id=receipt_id,
-        test=is_sandbox(event, refund.links),
-        # A status PayPal adds later must not fail conversion; pending ranks lowest, so it overrides nothing.
-        status=_REFUND_STATUS.get((refund.status or "").upper(), RefundStatus.PENDING),
-        # As PayPal states it: a refund larger than what remains is PayPal's to refuse, not ours to correct.
-        amount=_money(refund.amount),
-        payment_id=capture_id_from_links(refund.links),
-        order_id=None,  # PayPal has no shop order; invoice/custom ids only *may* name one
-        reason=_clean(refund.note_to_payer),
-        created_at=refund.create_time,
+    refund = event["resource"]
+    links = refund.get("links", ())
+    return Refund.of(
+        {
+            "source": SOURCE,
+            "source_id": refund["id"],
+            "source_version": source_version(event, refund.get("update_time"), refund.get("create_time")),
+            "receipt_id": receipt_id,
+            "test": is_sandbox(event, links),
+            # A status PayPal adds later must not fail conversion; pending ranks lowest, so it overrides nothing.
+            "status": _REFUND_STATUS.get((refund.get("status") or "").upper(), RefundStatus.PENDING),
+            # As PayPal states it: a refund larger than what remains is PayPal's to refuse, not ours to correct.
+            "amount": _money(refund["amount"]),
+            "payment_id": capture_id_from_links(links),
+            "order_id": None,  # PayPal has no shop order; invoice/custom ids only *may* name one
+            "reason": _clean(refund.get("note_to_payer")),
+            "created_at": refund.get("create_time"),
+        }
     )
 
 
 def order_to_customer(event: OrderEvent, *, receipt_id: str) -> Customer | None:
     """The payer of an approved checkout: from `payer`, else payment_source.paypal; None when nobody is named."""
-    order = event.resource
-    payer = order.payer
-    wallet = order.payment_source.paypal if order.payment_source else None
-    name = (payer.name if payer else None) or (wallet.name if wallet else None) or PayPalName()
-    payer_id = _first_text(payer.payer_id if payer else None, wallet.account_id if wallet else None)
-    email = normalize_email(
-        _first_text(payer.email_address if payer else None, wallet.email_address if wallet else None)
+    order = event["resource"]
+    payer = order.get("payer") or _NO_PAYER
+    wallet = (order.get("payment_source") or _NO_SOURCE).get("paypal") or _NO_WALLET
+    # A part that is there, even empty, is the one read: the fallback is for a part that is missing.
+    name = _present(payer.get("name"), wallet.get("name")) or _NO_NAME
+    payer_id = _first_text(payer.get("payer_id"), wallet.get("account_id"))
+    email = normalize_email(_first_text(payer.get("email_address"), wallet.get("email_address")))
+    phone_number = _present((payer.get("phone") or _NO_PHONE).get("phone_number"), wallet.get("phone_number"))
+    shipping = next(
+        (
+            unit_shipping.get("address")
+            for unit in order.get("purchase_units", ())
+            if (unit_shipping := unit.get("shipping")) is not None
+        ),
+        None,
     )
-    payer_phone = payer.phone.phone_number if payer and payer.phone else None
-    phone_number = payer_phone or (wallet.phone_number if wallet else None)
-    shipping = next((unit.shipping.address for unit in order.purchase_units if unit.shipping), None)
-    payer_address = (payer.address if payer else None) or (wallet.address if wallet else None)
+    payer_address = _present(payer.get("address"), wallet.get("address"))
     # The phone's region is the payer's country (PayPal sends national numbers), else where the goods go.
-    region = _country(payer_address.country_code if payer_address else None) or _country(
-        shipping.country_code if shipping else None
+    region = _country(payer_address.get("country_code") if payer_address else None) or _country(
+        shipping.get("country_code") if shipping else None
     )
-    phone = normalize_phone(phone_number.national_number if phone_number else None, region)
-    first_name, last_name = _clean(name.given_name), _clean(name.surname)
+    phone = normalize_phone(phone_number.get("national_number") if phone_number else None, region)
+    first_name, last_name = _clean(name.get("given_name")), _clean(name.get("surname"))
     if not (payer_id or email or ((first_name or last_name) and phone)):
         return None
-    return Customer(
-        source=SOURCE,
-        source_id=payer_id,
-        source_version=source_version(event, order.update_time, order.create_time),
-        receipt_id=receipt_id,
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        phone=phone,
-        address=_address(shipping) if shipping and _filled(shipping) else None,
-        test=is_sandbox(event, order.links),
+    return Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": payer_id,
+            "source_version": source_version(event, order.get("update_time"), order.get("create_time")),
+            "receipt_id": receipt_id,
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "phone": phone,
+            "address": _address(shipping) if shipping and _filled(shipping) else None,
+            "test": is_sandbox(event, order.get("links", ())),
+        }
     )
+
+
+def _present[T](*parts: T | None) -> T | None:
+    """The first part that is there (not None), even if empty."""
+    return next((part for part in parts if part is not None), None)
 
 
 def dispute_to_canonical(topic: str, event: DisputeEvent, *, receipt_id: str) -> Dispute:
-    dispute = event.resource
-    first = dispute.disputed_transactions[0] if dispute.disputed_transactions else None
-    return Dispute(
-        source=SOURCE,
-        source_id=dispute.dispute_id,
-        source_version=source_version(event, dispute.update_time, dispute.create_time),
-        receipt_id=receipt_id,
-        test=is_sandbox(event, dispute.links),
-        status=_dispute_status(topic, dispute),
-        amount=_money(dispute.dispute_amount) if dispute.dispute_amount else None,
-        payment_id=_clean(first.seller_transaction_id) if first else None,
-        reason=_clean(dispute.reason),
-        evidence_due_by=dispute.seller_response_due_date,
-        created_at=dispute.create_time,
+    dispute = event["resource"]
+    transactions = dispute.get("disputed_transactions", ())
+    amount = dispute.get("dispute_amount")
+    return Dispute.of(
+        {
+            "source": SOURCE,
+            "source_id": dispute["dispute_id"],
+            "source_version": source_version(event, dispute.get("update_time"), dispute.get("create_time")),
+            "receipt_id": receipt_id,
+            "test": is_sandbox(event, dispute.get("links", ())),
+            "status": _dispute_status(topic, dispute),
+            "amount": _money(amount) if amount else None,
+            "payment_id": _clean(transactions[0].get("seller_transaction_id")) if transactions else None,
+            "reason": _clean(dispute.get("reason")),
+            "evidence_due_by": dispute.get("seller_response_due_date"),
+            "created_at": dispute.get("create_time"),
+        }
     )
 
 
 def _dispute_status(topic: str, dispute: PayPalDispute) -> DisputeStatus:
-    status = (dispute.status or "").upper()
+    status = (dispute.get("status") or "").upper()
     if topic == TOPIC_DISPUTE_RESOLVED or status == "RESOLVED":
-        outcome = (dispute.dispute_outcome.outcome_code or "") if dispute.dispute_outcome else ""
+        outcome = (dispute.get("dispute_outcome") or _NO_OUTCOME).get("outcome_code") or ""
         return DisputeStatus.WON if outcome.upper() in _SELLER_KEEPS_MONEY else DisputeStatus.LOST
-    if (dispute.dispute_life_cycle_stage or "").upper() == "INQUIRY":
+    if (dispute.get("dispute_life_cycle_stage") or "").upper() == "INQUIRY":
         return DisputeStatus.WARNING
     return _OPEN_DISPUTE_STATUS.get(status, DisputeStatus.UNDER_REVIEW)
 
 
-def _money(money: PayPalMoney) -> Money:
-    return Money.from_decimal(money.value, money.currency_code.upper())
+def _money(money: PayPalMoney) -> MoneyFields:
+    """Money's fields, validated as Money inside the entity that holds them (Payment.of, Refund.of...)."""
+    currency = money["currency_code"].upper()
+    return {"amount": minor_units(money["value"], currency), "currency": currency}
 
 
-def _address(address: PayPalAddress) -> Address:
-    return Address(
-        line1=_clean(address.address_line_1),
-        line2=_clean(address.address_line_2),
-        city=_clean(address.admin_area_2),
-        region=_clean(address.admin_area_1),
-        postal_code=_clean(address.postal_code),
-        country=_country(address.country_code),
-    )
+def _address(address: PayPalAddress) -> AddressFields:
+    return {
+        "line1": _clean(address.get("address_line_1")),
+        "line2": _clean(address.get("address_line_2")),
+        "city": _clean(address.get("admin_area_2")),
+        "region": _clean(address.get("admin_area_1")),
+        "postal_code": _clean(address.get("postal_code")),
+        "country": _country(address.get("country_code")),
+    }
 
 
 def _country(code: str | None) -> str | None:
@@ -694,7 +737,7 @@ def _country(code: str | None) -> str | None:
 
 
 def _filled(address: PayPalAddress) -> bool:
-    return any(_clean(value) for value in address.model_dump().values())
+    return any(_clean(value) for value in cast("Iterable[str | None]", address.values()))
 
 
 def _clean(value: str | None) -> str | None:
@@ -764,6 +807,18 @@ class PayPalWebhooks:
             if verified is True:
                 return
         raise SignatureError("signature mismatch")
+
+    def signed_transmission(self, headers: Mapping[str, str]) -> tuple[str, datetime]:
+        """(PAYPAL-TRANSMISSION-ID, PAYPAL-TRANSMISSION-TIME) of a verified delivery. PayPal signs only CRC32(body), so
+        ingest refuses old times and binds each id to the body's SHA-256 (crmsync.ingest.SignsTransmissions)."""
+        sent = transmission(headers)
+        try:
+            signed_at = datetime.fromisoformat(sent.time)
+        except ValueError:
+            raise SignatureError("transmission time unreadable") from None
+        if signed_at.tzinfo is None:
+            raise SignatureError("transmission time without a time zone")
+        return sent.id, signed_at
 
     def topic(self, headers: Mapping[str, str], payload: Any) -> str | None:
         event_type = payload.get("event_type") if isinstance(payload, dict) else None

@@ -2,26 +2,28 @@
 topics), conversion to canonical models."""
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired, TypedDict, cast
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from crmsync.messages import DetailType
 from crmsync.models import (
-    Address,
+    AddressFields,
     Customer,
-    LineItem,
     Money,
+    MoneyFields,
     Order,
     OrderStatus,
     Refund,
     RefundStatus,
     UtcDatetime,
+    minor_units,
     normalize_email,
     normalize_phone,
+    zero,
 )
 from crmsync.sources.base import Converted, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
 
@@ -68,31 +70,35 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-class ShopifyMoney(_Payload):
+# Leaves of a payload are TypedDicts, not models: an order carries a dozen of them (addresses, lines, money sets),
+# and pydantic-core builds a dict for a fraction of a model's cost. They are validated alike, extra keys ignored.
+
+
+class ShopifyMoney(TypedDict):
     amount: Amount
     currency_code: CurrencyCode
 
 
-class ShopifyMoneySet(_Payload):
+class ShopifyMoneySet(TypedDict):
     shop_money: ShopifyMoney
     presentment_money: ShopifyMoney
 
 
-class ShopifyAddress(_Payload):
-    first_name: str | None = None
-    last_name: str | None = None
-    address1: str | None = None
-    address2: str | None = None
-    city: str | None = None
-    province: str | None = None
-    province_code: str | None = None
-    zip: str | None = None
-    country_code: str | None = None
-    phone: str | None = None
+class ShopifyAddress(TypedDict, total=False):
+    first_name: str | None
+    last_name: str | None
+    address1: str | None
+    address2: str | None
+    city: str | None
+    province: str | None
+    province_code: str | None
+    zip: str | None
+    country_code: str | None
+    phone: str | None
 
 
-class ShopifyMarketingConsent(_Payload):
-    state: str | None = None
+class ShopifyMarketingConsent(TypedDict, total=False):
+    state: str | None
 
 
 class ShopifyCustomer(_Payload):
@@ -106,34 +112,34 @@ class ShopifyCustomer(_Payload):
     default_address: ShopifyAddress | None = None
 
 
-class ShopifyLineItem(_Payload):
+class ShopifyLineItem(TypedDict):
     id: int
-    sku: str | None = None
+    sku: NotRequired[str | None]
     title: str
     quantity: int
     price: Amount
-    total_discount: Amount = "0"
+    total_discount: NotRequired[Amount]  # "0" when absent
 
 
-class ShopifyShippingLine(_Payload):
+class ShopifyShippingLine(TypedDict):
     price: Amount
 
 
-class ShopifyTransaction(_Payload):
+class ShopifyTransaction(TypedDict):
     kind: str
-    status: str | None = None
+    status: NotRequired[str | None]
     amount: Amount
-    currency: CurrencyCode | None = None
-    test: bool | None = None
+    currency: NotRequired[CurrencyCode | None]
+    test: NotRequired[bool | None]
 
 
-class ShopifyOrderTransaction(_Payload):
+class ShopifyOrderTransaction(TypedDict, total=False):
     # Only the payment id is read from an order's own transactions, so nothing else of them can fail an order.
-    authorization: str | None = None
+    authorization: str | None
 
 
-class ShopifyRefund(_Payload):
-    transactions: tuple[ShopifyTransaction, ...] = ()
+class ShopifyRefund(TypedDict, total=False):
+    transactions: tuple[ShopifyTransaction, ...]
 
 
 class ShopifyOrder(_Payload):
@@ -177,15 +183,15 @@ def parse_order(body: bytes) -> ShopifyOrder:
     return ShopifyOrder.model_validate_json(body)
 
 
-class ShopifyRefundLineItem(_Payload):
-    subtotal_set: ShopifyMoneySet | None = None  # API 2019-10 on; old bodies price refunds by transactions only
-    total_tax_set: ShopifyMoneySet | None = None
+class ShopifyRefundLineItem(TypedDict, total=False):
+    subtotal_set: ShopifyMoneySet | None  # API 2019-10 on; old bodies price refunds by transactions only
+    total_tax_set: ShopifyMoneySet | None
 
 
-class ShopifyOrderAdjustment(_Payload):
+class ShopifyOrderAdjustment(TypedDict, total=False):
     # Signed from the order's side: a refunded shipping charge of 5.00 is "-5.00".
-    amount_set: ShopifyMoneySet | None = None
-    tax_amount_set: ShopifyMoneySet | None = None
+    amount_set: ShopifyMoneySet | None
+    tax_amount_set: ShopifyMoneySet | None
 
 
 class ShopifyRefundResource(_Payload):
@@ -270,73 +276,89 @@ _NOWHERE = ShopifyAddress()
 
 def order_to_canonical(order: ShopifyOrder, *, receipt_id: str) -> tuple[Customer | None, Order]:
     """The customer (None when the order names nobody) and the order, in shop currency."""
+    shopper = order.customer
     email = (
-        normalize_email(order.customer.email if order.customer else None)
+        (normalize_email(shopper.email) if shopper else None)
         or normalize_email(order.email)
         or normalize_email(order.contact_email)
     )
-    customer_id = str(order.customer.id) if order.customer else None
+    customer_id = str(shopper.id) if shopper else None
     currency = order.currency.upper()
-    canonical = Order(
-        source=SOURCE,
-        source_id=str(order.id),
-        source_version=order.updated_at,
-        receipt_id=receipt_id,
-        name=order.name,
-        status=_status(order),
-        fulfillment_status=order.fulfillment_status,
-        total=Money.from_decimal(order.current_total_price or order.total_price, currency),
-        presentment_total=_presentment_total(order),
-        subtotal=_money(order.current_subtotal_price or order.subtotal_price, currency),
-        total_tax=_money(order.current_total_tax or order.total_tax, currency),
-        total_discounts=_money(order.current_total_discounts or order.total_discounts, currency),
-        total_shipping=_shipping(order, currency),
-        refunded=_refunded(order, currency),
-        line_items=tuple(
-            LineItem(
-                source_id=str(item.id),
-                sku=_clean(item.sku),
-                title=item.title,
-                quantity=item.quantity,
-                unit_price=Money.from_decimal(item.price, currency),
-                total_discount=Money.from_decimal(item.total_discount, currency),
-            )
-            for item in order.line_items
-        ),
-        customer_email=email,
-        customer_source_id=customer_id,
-        placed_at=order.processed_at or order.created_at,
-        cancelled_at=order.cancelled_at,
-        closed_at=order.closed_at,
-        test=order.test,
-        transaction_ids=_transaction_ids(order),
+    subtotal = order.current_subtotal_price or order.subtotal_price
+    tax = order.current_total_tax or order.total_tax
+    discounts = order.current_total_discounts or order.total_discounts
+    # One validation for the order with its money and lines (Order.of): mypy checks every name against OrderFields,
+    # pydantic-core validates every Money and LineItem as their own constructors would.
+    canonical = Order.of(
+        {
+            "source": SOURCE,
+            "source_id": str(order.id),
+            "source_version": order.updated_at,
+            "receipt_id": receipt_id,
+            "name": order.name,
+            "status": _status(order),
+            "fulfillment_status": order.fulfillment_status,
+            "total": _money(order.current_total_price or order.total_price, currency),
+            "presentment_total": _presentment_total(order),
+            "subtotal": None if subtotal is None else _money(subtotal, currency),
+            "total_tax": None if tax is None else _money(tax, currency),
+            "total_discounts": (None if discounts is None else _money(discounts, currency)),
+            "total_shipping": _shipping(order, currency),
+            "refunded": _refunded(order, currency),
+            "line_items": [
+                {
+                    "source_id": str(item["id"]),
+                    "sku": _clean(item.get("sku")),
+                    "title": item["title"],
+                    "quantity": item["quantity"],
+                    "unit_price": _money(item["price"], currency),
+                    "total_discount": _money(item.get("total_discount", "0"), currency),
+                }
+                for item in order.line_items
+            ],
+            "customer_email": email,
+            "customer_source_id": customer_id,
+            "placed_at": order.processed_at or order.created_at,
+            "cancelled_at": order.cancelled_at,
+            "closed_at": order.closed_at,
+            "test": order.test,
+            "transaction_ids": _transaction_ids(order),
+        }
     )
-    if order.customer is None and email is None:
+    if shopper is None and email is None:
         return None, canonical
     return _customer(order, email, customer_id, receipt_id), canonical
 
 
 def _customer(order: ShopifyOrder, email: str | None, customer_id: str | None, receipt_id: str) -> Customer:
     shopper = order.customer or _NOBODY
-    address = next(
-        (a for a in (order.billing_address, order.shipping_address, shopper.default_address) if _filled(a)),
-        None,
+    address = (
+        order.billing_address
+        if _filled(order.billing_address)
+        else order.shipping_address
+        if _filled(order.shipping_address)
+        else shopper.default_address
+        if _filled(shopper.default_address)
+        else None
     )
     from_address = address or _NOWHERE
-    phone = _first_text(shopper.phone, from_address.phone, order.phone)
-    return Customer(
-        source=SOURCE,
-        source_id=customer_id,
-        # The customer is read from this order, so the order's version is the one that orders these facts.
-        source_version=order.updated_at,
-        receipt_id=receipt_id,
-        email=email,
-        first_name=_first_text(shopper.first_name, from_address.first_name),
-        last_name=_first_text(shopper.last_name, from_address.last_name),
-        phone=normalize_phone(phone, from_address.country_code),
-        address=_address(address) if address else None,
-        accepts_marketing=_accepts_marketing(order),
-        test=order.test,
+    return Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": customer_id,
+            # The customer is read from this order, so the order's version is the one that orders these facts.
+            "source_version": order.updated_at,
+            "receipt_id": receipt_id,
+            "email": email,
+            "first_name": _first_text(shopper.first_name, from_address.get("first_name")),
+            "last_name": _first_text(shopper.last_name, from_address.get("last_name")),
+            "phone": normalize_phone(
+                _first_text(shopper.phone, from_address.get("phone"), order.phone), from_address.get("country_code")
+            ),
+            "address": _address(address) if address else None,
+            "accepts_marketing": _accepts_marketing(order),
+            "test": order.test,
+        }
     )
 
 
@@ -347,19 +369,20 @@ def _status(order: ShopifyOrder) -> OrderStatus:
     return _FINANCIAL_STATUS.get(order.financial_status or "", OrderStatus.PENDING)
 
 
-def _presentment_total(order: ShopifyOrder) -> Money | None:
+def _presentment_total(order: ShopifyOrder) -> Money | MoneyFields | None:
     money_set = order.current_total_price_set or order.total_price_set
     if money_set is None:
         return None
-    return Money.from_decimal(money_set.presentment_money.amount, money_set.presentment_money.currency_code)
+    presentment = money_set["presentment_money"]
+    return _money(presentment["amount"], presentment["currency_code"])
 
 
-def _shipping(order: ShopifyOrder, currency: str) -> Money | None:
+def _shipping(order: ShopifyOrder, currency: str) -> Money | MoneyFields | None:
     if order.total_shipping_price_set is not None:
-        shop = order.total_shipping_price_set.shop_money
-        return Money.from_decimal(shop.amount, shop.currency_code)
+        shop = order.total_shipping_price_set["shop_money"]
+        return _money(shop["amount"], shop["currency_code"])
     if order.shipping_lines:
-        return Money.from_decimal(sum((Decimal(line.price) for line in order.shipping_lines), Decimal(0)), currency)
+        return _sum([line["price"] for line in order.shipping_lines], currency)
     return None
 
 
@@ -369,24 +392,34 @@ def _transaction_ids(order: ShopifyOrder) -> tuple[str, ...]:
 
     Only `authorization` is read: `receipt` is a free-form gateway dump whose keys differ by gateway, and
     `payment_gateway_names` names gateways, not payments. Refund transactions inside `refunds` are not the order's."""
-    ids = (_clean(tx.authorization) for tx in order.transactions)
+    if not order.transactions:
+        return ()
+    ids = (_clean(tx.get("authorization")) for tx in order.transactions)
     return tuple(dict.fromkeys(txn for txn in ids if txn))
 
 
 def _refund_succeeded(tx: ShopifyTransaction) -> bool:
     # Older API versions may omit the status of a recorded refund; only an explicit non-success status excludes one.
-    return tx.kind == "refund" and tx.status in (None, "success")
+    return tx["kind"] == "refund" and tx.get("status") in (None, "success")
 
 
-def _refunded(order: ShopifyOrder, currency: str) -> Money | None:
-    refunds = [tx for refund in order.refunds for tx in refund.transactions if _refund_succeeded(tx)]
+def _refunded(order: ShopifyOrder, currency: str) -> Money | MoneyFields | None:
+    refunds = (
+        [tx for refund in order.refunds for tx in refund.get("transactions", ()) if _refund_succeeded(tx)]
+        if order.refunds
+        else ()
+    )
     # Refund transactions are in the buyer's currency; they can be summed directly only when that is the shop's.
-    if refunds and all((tx.currency or currency).upper() == currency for tx in refunds):
-        return Money.from_decimal(sum((Decimal(tx.amount) for tx in refunds), Decimal(0)), currency)
+    if refunds and all((tx.get("currency") or currency).upper() == currency for tx in refunds):
+        return _sum([tx["amount"] for tx in refunds], currency)
     if order.financial_status in ("refunded", "partially_refunded") and order.current_total_price is not None:
         # Shop-currency fallback: current_total_price is what remains after refunds (and edits).
-        difference = Decimal(order.total_price) - Decimal(order.current_total_price)
-        return Money.from_decimal(difference, currency) if difference > 0 else None
+        try:
+            difference = minor_units(order.total_price, currency) - minor_units(order.current_total_price, currency)
+        except ValueError:  # finer than the minor unit: the difference decides, as Decimal, whether it is refused
+            exact = Decimal(order.total_price) - Decimal(order.current_total_price)
+            return _money(exact, currency) if exact > 0 else None
+        return {"amount": difference, "currency": currency} if difference > 0 else None
     return None
 
 
@@ -402,74 +435,77 @@ def _accepts_marketing(order: ShopifyOrder) -> bool | None:
 def _customer_consent(shopper: ShopifyCustomer) -> bool | None:
     """email_marketing_consent.state when it is one we know, else the older accepts_marketing flag."""
     consent = shopper.email_marketing_consent
-    if consent is not None and consent.state in _MARKETING_CONSENT:
-        return _MARKETING_CONSENT[consent.state]
+    state = consent.get("state") if consent is not None else None
+    if state in _MARKETING_CONSENT:
+        return _MARKETING_CONSENT[state]
     return shopper.accepts_marketing
 
 
 def refund_to_canonical(refund: ShopifyRefundResource, *, receipt_id: str) -> Refund:
     """One refunds/create body as a canonical Refund of the order it names."""
     succeeded = [tx for tx in refund.transactions if _refund_succeeded(tx)]
-    return Refund(
-        source=SOURCE,
-        source_id=str(refund.id),
-        # processed_at is when the money moved (it may be back-dated on import); created_at when Shopify recorded it.
-        source_version=refund.processed_at or refund.created_at,
-        receipt_id=receipt_id,
-        status=RefundStatus.SUCCEEDED if succeeded else RefundStatus.PENDING,
-        amount=_paid_back(refund, succeeded) if succeeded else _priced_back(refund),
-        order_id=str(refund.order_id),
-        reason=_clean(refund.note),
-        created_at=refund.created_at,
-        test=any(tx.test for tx in refund.transactions),
+    return Refund.of(
+        {
+            "source": SOURCE,
+            "source_id": str(refund.id),
+            # processed_at is when the money moved (it may be back-dated on import); created_at when Shopify
+            # recorded it.
+            "source_version": refund.processed_at or refund.created_at,
+            "receipt_id": receipt_id,
+            "status": RefundStatus.SUCCEEDED if succeeded else RefundStatus.PENDING,
+            "amount": _paid_back(refund, succeeded) if succeeded else _priced_back(refund),
+            "order_id": str(refund.order_id),
+            "reason": _clean(refund.note),
+            "created_at": refund.created_at,
+            "test": any(tx.get("test") for tx in refund.transactions),
+        }
     )
 
 
-def _paid_back(refund: ShopifyRefundResource, succeeded: list[ShopifyTransaction]) -> Money:
+def _paid_back(refund: ShopifyRefundResource, succeeded: list[ShopifyTransaction]) -> Money | MoneyFields:
     """The money that went back: the successful refund transactions, in their (the buyer's) currency."""
-    currencies = {(tx.currency or _shop_currency(refund)).upper() for tx in succeeded}
+    currencies = {(tx.get("currency") or _shop_currency(refund)).upper() for tx in succeeded}
     if len(currencies) != 1:
         raise ValueError(f"refund {refund.id} has successful transactions in several currencies: {sorted(currencies)}")
-    return Money.from_decimal(sum((Decimal(tx.amount) for tx in succeeded), Decimal(0)), currencies.pop())
+    currency = currencies.pop()
+    return _sum([tx["amount"] for tx in succeeded], currency)
 
 
-def _priced_back(refund: ShopifyRefundResource) -> Money:
+def _priced_back(refund: ShopifyRefundResource) -> Money | MoneyFields:
     """No money moved yet (no transaction, or none succeeded): what the refund is worth in the shop currency.
 
     The refunded lines with their tax, less the order adjustments: Shopify signs those from the order's side, so a
     refunded 5.00 shipping charge is "-5.00" and a refund kept 2.00 short of the lines' worth is "+2.00"."""
-    if any(line.subtotal_set is None for line in refund.refund_line_items) or any(
-        adjustment.amount_set is None for adjustment in refund.order_adjustments
+    if any(line.get("subtotal_set") is None for line in refund.refund_line_items) or any(
+        adjustment.get("amount_set") is None for adjustment in refund.order_adjustments
     ):
         raise ValueError(f"refund {refund.id} has no successful transaction and parts without shop money")
     lines = [
-        money_set.shop_money
+        money_set["shop_money"]
         for line in refund.refund_line_items
-        for money_set in (line.subtotal_set, line.total_tax_set)
+        for money_set in (line.get("subtotal_set"), line.get("total_tax_set"))
         if money_set is not None
     ]
     adjustments = [
-        money_set.shop_money
+        money_set["shop_money"]
         for adjustment in refund.order_adjustments
-        for money_set in (adjustment.amount_set, adjustment.tax_amount_set)
+        for money_set in (adjustment.get("amount_set"), adjustment.get("tax_amount_set"))
         if money_set is not None
     ]
     currency = _shop_currency(refund)
-    if any(money.currency_code.upper() != currency for money in (*lines, *adjustments)):
+    if any(money["currency_code"].upper() != currency for money in (*lines, *adjustments)):
         raise ValueError(f"refund {refund.id} mixes shop currencies")
-    worth = sum((Decimal(money.amount) for money in lines), Decimal(0))
-    worth -= sum((Decimal(money.amount) for money in adjustments), Decimal(0))
-    return Money.from_decimal(worth, currency)
+    return _sum([money["amount"] for money in lines], currency, less=[money["amount"] for money in adjustments])
 
 
 def _shop_currency(refund: ShopifyRefundResource) -> str:
     money_sets = [
-        *(line.subtotal_set for line in refund.refund_line_items),
-        *(adjustment.amount_set for adjustment in refund.order_adjustments),
+        *(line.get("subtotal_set") for line in refund.refund_line_items),
+        *(adjustment.get("amount_set") for adjustment in refund.order_adjustments),
     ]
     for money_set in money_sets:
         if money_set is not None:
-            return money_set.shop_money.currency_code.upper()
+            return money_set["shop_money"]["currency_code"].upper()
     raise ValueError(f"refund {refund.id} names no currency")
 
 
@@ -478,18 +514,22 @@ def customer_to_canonical(shopper: ShopifyCustomerResource, *, receipt_id: str) 
     else from their default address (whose country is the phone's region)."""
     address = shopper.default_address if _filled(shopper.default_address) else None
     from_address = address or _NOWHERE
-    return Customer(
-        source=SOURCE,
-        source_id=str(shopper.id),
-        source_version=shopper.updated_at,
-        receipt_id=receipt_id,
-        email=normalize_email(shopper.email),
-        first_name=_first_text(shopper.first_name, from_address.first_name),
-        last_name=_first_text(shopper.last_name, from_address.last_name),
-        phone=normalize_phone(_first_text(shopper.phone, from_address.phone), _clean(from_address.country_code)),
-        address=_address(address) if address else None,
-        accepts_marketing=_customer_consent(shopper),
-        test=False,  # Shopify customers have no test flag
+    return Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": str(shopper.id),
+            "source_version": shopper.updated_at,
+            "receipt_id": receipt_id,
+            "email": normalize_email(shopper.email),
+            "first_name": _first_text(shopper.first_name, from_address.get("first_name")),
+            "last_name": _first_text(shopper.last_name, from_address.get("last_name")),
+            "phone": normalize_phone(
+                _first_text(shopper.phone, from_address.get("phone")), _clean(from_address.get("country_code"))
+            ),
+            "address": _address(address) if address else None,
+            "accepts_marketing": _customer_consent(shopper),
+            "test": False,  # Shopify customers have no test flag
+        }
     )
 
 
@@ -542,26 +582,55 @@ def customer_data_requested(body: bytes) -> Notice:
     )
 
 
-def _address(address: ShopifyAddress) -> Address:
-    country = _clean(address.country_code)
-    return Address(
-        line1=_clean(address.address1),
-        line2=_clean(address.address2),
-        city=_clean(address.city),
-        region=_first_text(address.province_code, address.province),
-        postal_code=_clean(address.zip),
+def _address(address: ShopifyAddress) -> AddressFields:
+    country = _clean(address.get("country_code"))
+    return {
+        "line1": _clean(address.get("address1")),
+        "line2": _clean(address.get("address2")),
+        "city": _clean(address.get("city")),
+        "region": _first_text(address.get("province_code"), address.get("province")),
+        "postal_code": _clean(address.get("zip")),
         # Shopify writes odd placeholders for unknown countries; an address without a country beats a failed order.
-        country=country.upper() if country and len(country) == 2 and country.isascii() and country.isalpha() else None,
-    )
+        "country": (
+            country.upper() if country and len(country) == 2 and country.isascii() and country.isalpha() else None
+        ),
+    }
 
 
 def _filled(address: ShopifyAddress | None) -> bool:
     # Every ShopifyAddress field is optional text, so "filled" means any of them holds more than blanks.
-    return address is not None and any(value and not value.isspace() for value in address.__dict__.values())
+    if address:
+        for value in cast("Iterable[str | None]", address.values()):
+            if value and not value.isspace():
+                return True
+    return False
 
 
-def _money(amount: str | None, currency: str) -> Money | None:
-    return None if amount is None else Money.from_decimal(amount, currency)
+def _money(amount: str | Decimal, currency: str) -> Money | MoneyFields:
+    """Money's fields, validated as Money inside the model that holds them (Order.of, Refund.of); zero, the most
+    common amount by far, is the one shared Money of its currency."""
+    units = minor_units(amount, currency)
+    return {"amount": units, "currency": currency} if units else zero(currency)
+
+
+def _sum(amounts: Sequence[str], currency: str, less: Sequence[str] = ()) -> Money | MoneyFields:
+    units = _sum_units(amounts, currency, less)
+    return {"amount": units, "currency": currency} if units else zero(currency)
+
+
+def _sum_units(amounts: Sequence[str], currency: str, less: Sequence[str] = ()) -> int:
+    """Σ amounts - Σ less, exactly, in minor units. Shopify writes every amount with its currency's decimals; should
+    one have more, the sum is taken first (as Decimal), so parts finer than the minor unit may still add up."""
+    try:
+        total = 0
+        for amount in amounts:
+            total += minor_units(amount, currency)
+        for amount in less:
+            total -= minor_units(amount, currency)
+        return total
+    except ValueError:
+        exact = sum(map(Decimal, amounts), Decimal(0)) - sum(map(Decimal, less), Decimal(0))
+        return minor_units(exact, currency)
 
 
 def _clean(value: str | None) -> str | None:
@@ -569,7 +638,11 @@ def _clean(value: str | None) -> str | None:
 
 
 def _first_text(*values: str | None) -> str | None:
-    return next((text for text in map(_clean, values) if text), None)
+    """The first value that is more than blanks, stripped."""
+    for value in values:
+        if value and (text := value.strip()):
+            return text
+    return None
 
 
 # ---- webhook source ----------------------------------------------------------------------------------------------

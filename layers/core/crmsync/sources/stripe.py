@@ -6,17 +6,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from functools import cached_property
+from typing import Annotated, Any, NamedTuple, NotRequired, TypedDict, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints, TypeAdapter
 
 from crmsync.messages import DetailType
 from crmsync.models import (
     Address,
+    AddressFields,
     Customer,
     Dispute,
     DisputeStatus,
-    Money,
+    MoneyFields,
     Payment,
     PaymentStatus,
     Refund,
@@ -110,183 +112,205 @@ CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r
 Metadata = dict[str, Any]  # Stripe stores strings; anything else is read leniently and only for order refs
 
 
-class _Payload(BaseModel):
-    # Stripe adds fields with every API version; read only what we use. Validators are built on first use, so
-    # ingest, which imports this module only to verify signatures, never pays for them.
-    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+# Every payload type is a TypedDict, not a model: pydantic-core builds a dict for a fraction of a model's cost, and
+# validates it alike. Unknown keys are ignored: Stripe adds fields with every API version, and only these are read.
 
 
-class StripeAddress(_Payload):
-    line1: str | None = None
-    line2: str | None = None
-    city: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
-    country: str | None = None
+class StripeAddress(TypedDict, total=False):
+    line1: str | None
+    line2: str | None
+    city: str | None
+    state: str | None
+    postal_code: str | None
+    country: str | None
 
 
-class StripeContact(_Payload):
+class StripeContact(TypedDict, total=False):
     """billing_details, shipping, a checkout session's customer_details: a name, a way to reach, an address."""
 
-    email: str | None = None
-    name: str | None = None
-    phone: str | None = None
-    address: StripeAddress | None = None
+    email: str | None
+    name: str | None
+    phone: str | None
+    address: StripeAddress | None
 
 
-class StripeOutcome(_Payload):
-    risk_level: str | None = None
-    risk_score: int | None = None
+class StripeOutcome(TypedDict, total=False):
+    risk_level: str | None
+    risk_score: int | None
 
 
-class StripeList[T](_Payload):
-    data: tuple[T, ...] = ()
-    has_more: bool = False
-
-
-class StripeRefund(_Payload):
+class StripeRefund(TypedDict):
     id: str
     amount: Amount
     currency: CurrencyCode
-    status: str | None = None
-    charge: str | None = None
-    payment_intent: str | None = None
-    reason: str | None = None
+    status: NotRequired[str | None]
+    charge: NotRequired[str | None]
+    payment_intent: NotRequired[str | None]
+    reason: NotRequired[str | None]
     created: Timestamp
 
 
-class StripeCharge(_Payload):
+class StripeRefundList(TypedDict, total=False):
+    data: tuple[StripeRefund, ...]
+    has_more: bool
+
+
+class StripeCharge(TypedDict):
     id: str
     amount: Amount
-    amount_refunded: Amount = 0
-    currency: CurrencyCode
-    status: str
-    captured: bool = True
-    payment_intent: str | None = None
-    customer: str | None = None
-    receipt_email: str | None = None
-    billing_details: StripeContact | None = None
-    outcome: StripeOutcome | None = None
-    failure_code: str | None = None
-    failure_message: str | None = None
-    description: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
-    refunds: StripeList[StripeRefund] | None = None  # embedded before API 2022-11-15, absent since
-    created: Timestamp
-
-
-class StripePaymentError(_Payload):
-    code: str | None = None
-    message: str | None = None
-
-
-class StripePaymentIntent(_Payload):
-    id: str
-    amount: Amount
-    amount_received: Amount = 0
+    amount_refunded: NotRequired[Amount]  # 0 when absent
     currency: CurrencyCode
     status: str
-    customer: str | None = None
-    receipt_email: str | None = None
-    description: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
-    last_payment_error: StripePaymentError | None = None
-    charges: StripeList[StripeCharge] | None = None  # API versions before 2022-11-15: the charges, newest first
-    latest_charge: str | None = None  # 2022-11-15 and later: only the id, so no billing details
+    captured: NotRequired[bool]  # True when absent
+    payment_intent: NotRequired[str | None]
+    customer: NotRequired[str | None]
+    receipt_email: NotRequired[str | None]
+    billing_details: NotRequired[StripeContact | None]
+    outcome: NotRequired[StripeOutcome | None]
+    failure_code: NotRequired[str | None]
+    failure_message: NotRequired[str | None]
+    description: NotRequired[str | None]
+    metadata: NotRequired[Metadata]
+    refunds: NotRequired[StripeRefundList | None]  # embedded before API 2022-11-15, absent since
     created: Timestamp
 
 
-class StripeEvidenceDetails(_Payload):
-    due_by: Timestamp | None = None
+class StripeChargeList(TypedDict, total=False):
+    data: tuple[StripeCharge, ...]
+    has_more: bool
 
 
-class StripeDispute(_Payload):
+class StripePaymentError(TypedDict, total=False):
+    code: str | None
+    message: str | None
+
+
+class StripePaymentIntent(TypedDict):
+    id: str
+    amount: Amount
+    amount_received: NotRequired[Amount]  # 0 when absent
+    currency: CurrencyCode
+    status: str
+    customer: NotRequired[str | None]
+    receipt_email: NotRequired[str | None]
+    description: NotRequired[str | None]
+    metadata: NotRequired[Metadata]
+    last_payment_error: NotRequired[StripePaymentError | None]
+    charges: NotRequired[StripeChargeList | None]  # API versions before 2022-11-15: the charges, newest first
+    latest_charge: NotRequired[str | None]  # 2022-11-15 and later: only the id, so no billing details
+    created: Timestamp
+
+
+class StripeEvidenceDetails(TypedDict, total=False):
+    due_by: Timestamp | None
+
+
+class StripeDispute(TypedDict):
     id: str
     amount: Amount
     currency: CurrencyCode
     status: str
-    charge: str | None = None
-    payment_intent: str | None = None
-    reason: str | None = None
-    evidence_details: StripeEvidenceDetails | None = None
+    charge: NotRequired[str | None]
+    payment_intent: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    evidence_details: NotRequired[StripeEvidenceDetails | None]
     created: Timestamp
 
 
-class StripeEarlyFraudWarning(_Payload):
+class StripeEarlyFraudWarning(TypedDict):
     id: str
-    charge: str | None = None
-    payment_intent: str | None = None
-    fraud_type: str | None = None
+    charge: NotRequired[str | None]
+    payment_intent: NotRequired[str | None]
+    fraud_type: NotRequired[str | None]
     created: Timestamp
 
 
-class StripeCustomer(_Payload):
+class StripeCustomer(TypedDict):
     id: str
-    email: str | None = None
-    name: str | None = None
-    phone: str | None = None
-    address: StripeAddress | None = None
-    shipping: StripeContact | None = None
+    email: NotRequired[str | None]
+    name: NotRequired[str | None]
+    phone: NotRequired[str | None]
+    address: NotRequired[StripeAddress | None]
+    shipping: NotRequired[StripeContact | None]
 
 
-class StripeInvoice(_Payload):
+class StripeInvoice(TypedDict):
     id: str
-    number: str | None = None
+    number: NotRequired[str | None]
     amount_due: Amount
     amount_paid: Amount
     currency: CurrencyCode
-    status: str | None = None
-    customer: str | None = None
-    customer_email: str | None = None
-    customer_name: str | None = None
-    customer_phone: str | None = None
-    customer_address: StripeAddress | None = None
-    payment_intent: str | None = None  # gone from invoices since API 2025-03-31.basil
-    charge: str | None = None  # likewise
-    metadata: Metadata = Field(default_factory=dict)
+    status: NotRequired[str | None]
+    customer: NotRequired[str | None]
+    customer_email: NotRequired[str | None]
+    customer_name: NotRequired[str | None]
+    customer_phone: NotRequired[str | None]
+    customer_address: NotRequired[StripeAddress | None]
+    payment_intent: NotRequired[str | None]  # gone from invoices since API 2025-03-31.basil
+    charge: NotRequired[str | None]  # likewise
+    metadata: NotRequired[Metadata]
     created: Timestamp
 
 
-class StripeCheckoutSession(_Payload):
+class StripeCheckoutSession(TypedDict):
     id: str
-    mode: str | None = None
-    amount_total: Amount | None = None  # null for setup-mode sessions, which move no money
-    currency: CurrencyCode | None = None
+    mode: NotRequired[str | None]
+    amount_total: NotRequired[Amount | None]  # null for setup-mode sessions, which move no money
+    currency: NotRequired[CurrencyCode | None]
     payment_status: str
-    payment_intent: str | None = None
-    customer: str | None = None
-    customer_email: str | None = None
-    customer_details: StripeContact | None = None
-    client_reference_id: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
+    payment_intent: NotRequired[str | None]
+    customer: NotRequired[str | None]
+    customer_email: NotRequired[str | None]
+    customer_details: NotRequired[StripeContact | None]
+    client_reference_id: NotRequired[str | None]
+    metadata: NotRequired[Metadata]
     created: Timestamp
 
 
-class StripeEventData[T](_Payload):
+class StripeEventData[T](TypedDict):
     object: T
 
 
-class StripeEvent[T](_Payload):
+class StripeEvent[T](TypedDict):
     """The envelope every webhook shares; `data.object` is the resource as the endpoint's API version shapes it."""
 
     id: str
     type: str
     created: Timestamp
     livemode: Annotated[bool, Field(strict=True)]  # decides test vs live: never read "no" or 0 as a verdict
-    api_version: str | None = None
-    account: str | None = None  # set for Connect events: the connected account the object lives in
+    api_version: NotRequired[str | None]
+    account: NotRequired[str | None]  # set for Connect events: the connected account the object lives in
     data: StripeEventData[T]
 
 
-# One parametrisation each, made once: pydantic builds a validator per concrete envelope.
-PaymentIntentEvent = StripeEvent[StripePaymentIntent]
-ChargeEvent = StripeEvent[StripeCharge]
-RefundEvent = StripeEvent[StripeRefund]
-DisputeEvent = StripeEvent[StripeDispute]
-EarlyFraudWarningEvent = StripeEvent[StripeEarlyFraudWarning]
-CustomerEvent = StripeEvent[StripeCustomer]
-InvoiceEvent = StripeEvent[StripeInvoice]
-CheckoutSessionEvent = StripeEvent[StripeCheckoutSession]
+class EventParser[T]:
+    """Validates a webhook body as StripeEvent[T]; pydantic.ValidationError says what does not fit.
+
+    The validator is built on first use, so ingest, which imports this module only to verify signatures, never
+    pays for it."""
+
+    def __init__(self, shape: Any) -> None:
+        self._shape = shape  # StripeEvent[<resource>]
+
+    @cached_property
+    def _adapter(self) -> TypeAdapter[StripeEvent[T]]:
+        return TypeAdapter(self._shape)
+
+    def validate_json(self, body: bytes) -> StripeEvent[T]:
+        # The validator itself: TypeAdapter.validate_json adds a Python frame and keyword plumbing to each call.
+        event: StripeEvent[T] = self._adapter.validator.validate_json(body)
+        return event
+
+
+# One parser per resource: pydantic builds a validator per concrete envelope.
+PaymentIntentEvent = EventParser[StripePaymentIntent](StripeEvent[StripePaymentIntent])
+ChargeEvent = EventParser[StripeCharge](StripeEvent[StripeCharge])
+RefundEvent = EventParser[StripeRefund](StripeEvent[StripeRefund])
+DisputeEvent = EventParser[StripeDispute](StripeEvent[StripeDispute])
+EarlyFraudWarningEvent = EventParser[StripeEarlyFraudWarning](StripeEvent[StripeEarlyFraudWarning])
+CustomerEvent = EventParser[StripeCustomer](StripeEvent[StripeCustomer])
+InvoiceEvent = EventParser[StripeInvoice](StripeEvent[StripeInvoice])
+CheckoutSessionEvent = EventParser[StripeCheckoutSession](StripeEvent[StripeCheckoutSession])
 
 
 # ---- conversion ------------------------------------------------------------------------------------------------
@@ -324,8 +348,7 @@ _DISPUTE_STATUS: dict[str, DisputeStatus] = {
 ORDER_REF_KEYS = ("order_id", "order_number", "woocommerce_order_id", "shopify_order_id", "order")
 
 
-@dataclass(frozen=True)
-class _Event:
+class _Event(NamedTuple):
     """What every entity of one webhook shares."""
 
     receipt_id: str
@@ -334,40 +357,44 @@ class _Event:
 
 
 def _context(event: StripeEvent[Any], receipt_id: str) -> _Event:
-    return _Event(receipt_id=receipt_id, version=_time(event.created), test=not event.livemode)
+    return _Event(receipt_id, _time(event["created"]), not event["livemode"])
 
 
 def payment_intent_to_canonical(event: StripeEvent[StripePaymentIntent], *, failed: bool, receipt_id: str) -> Converted:
     ctx = _context(event, receipt_id)
-    intent = event.data.object
-    charge = intent.charges.data[0] if intent.charges and intent.charges.data else None
-    status = _INTENT_STATUS.get(intent.status, PaymentStatus.FAILED if failed else PaymentStatus.PENDING)
-    amount = intent.amount_received if status is PaymentStatus.SUCCEEDED else intent.amount
-    billing = (charge.billing_details if charge else None) or _NOBODY
-    error = intent.last_payment_error or _NO_ERROR
-    charge_ids = [c.id for c in intent.charges.data] if intent.charges else []
-    payment = Payment(
-        source=SOURCE,
-        source_id=intent.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        kind="payment",
-        status=status,
-        amount=_money(amount, intent.currency),
-        customer_email=normalize_email(intent.receipt_email) or normalize_email(billing.email),
-        customer_source_id=intent.customer,
-        customer_name=_clean(billing.name),
-        customer_phone=_phone(billing.phone, billing.address),
-        billing_address=_address(billing.address),
-        order_refs=_order_refs(intent.metadata),
-        transaction_ids=_unique([intent.id, *charge_ids, intent.latest_charge]),
-        description=_clean(intent.description),
-        failure_code=_clean(error.code),  # what charge.failure_code holds too, so both events agree
-        failure_message=_clean(error.message),
-        risk_level=charge.outcome.risk_level if charge and charge.outcome else None,
-        risk_score=charge.outcome.risk_score if charge and charge.outcome else None,
-        created_at=_time(intent.created),
+    intent = event["data"]["object"]
+    charges = (intent.get("charges") or _NO_CHARGES).get("data", ())
+    charge = charges[0] if charges else None
+    status = _INTENT_STATUS.get(intent["status"], PaymentStatus.FAILED if failed else PaymentStatus.PENDING)
+    amount = intent.get("amount_received", 0) if status is PaymentStatus.SUCCEEDED else intent["amount"]
+    billing = (charge.get("billing_details") if charge else None) or _NOBODY
+    phone, address = _contact(billing.get("phone"), billing.get("address"))
+    error = intent.get("last_payment_error") or _NO_ERROR
+    outcome = (charge.get("outcome") if charge else None) or _NO_OUTCOME
+    payment = Payment.of(
+        {
+            "source": SOURCE,
+            "source_id": intent["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            "kind": "payment",
+            "status": status,
+            "amount": _money(amount, intent["currency"]),
+            "customer_email": normalize_email(intent.get("receipt_email")) or normalize_email(billing.get("email")),
+            "customer_source_id": intent.get("customer"),
+            "customer_name": _clean(billing.get("name")),
+            "customer_phone": phone,
+            "billing_address": address,
+            "order_refs": _order_refs(intent.get("metadata", {})),
+            "transaction_ids": _unique([intent["id"], *[c["id"] for c in charges], intent.get("latest_charge")]),
+            "description": _clean(intent.get("description")),
+            "failure_code": _clean(error.get("code")),  # what charge.failure_code holds too, so both events agree
+            "failure_message": _clean(error.get("message")),
+            "risk_level": outcome.get("risk_level"),
+            "risk_score": outcome.get("risk_score"),
+            "created_at": _time(intent["created"]),
+        }
     )
     detail = DetailType.PAYMENT_FAILED if failed else DetailType.PAYMENT_SUCCEEDED
     return Converted(customer=_payer(ctx, payment), entities=((detail, payment),))
@@ -376,37 +403,40 @@ def payment_intent_to_canonical(event: StripeEvent[StripePaymentIntent], *, fail
 def charge_to_canonical(event: StripeEvent[StripeCharge], detail: DetailType, *, receipt_id: str) -> Converted:
     """A charge as the payment it belongs to, plus, on charge.refunded, every refund it lists."""
     ctx = _context(event, receipt_id)
-    charge = event.data.object
+    charge = event["data"]["object"]
     payment = _charge_payment(ctx, charge)
     refunds: list[tuple[DetailType, Refund]] = []
-    if detail is DetailType.REFUND_ISSUED and charge.refunds is not None:
-        refunds = [(detail, _refund(ctx, refund, payment.source_id)) for refund in charge.refunds.data]
+    listed = charge.get("refunds")
+    if detail is DetailType.REFUND_ISSUED and listed is not None:
+        refunds = [(detail, _refund(ctx, refund, payment.source_id)) for refund in listed.get("data", ())]
     return Converted(customer=_payer(ctx, payment), entities=((detail, payment), *refunds))
 
 
 def refund_to_canonical(event: StripeEvent[StripeRefund], *, receipt_id: str) -> Converted:
-    refund = event.data.object
-    payment_id = refund.payment_intent or refund.charge
+    refund = event["data"]["object"]
+    payment_id = refund.get("payment_intent") or refund.get("charge")
     return Converted(entities=((DetailType.REFUND_ISSUED, _refund(_context(event, receipt_id), refund, payment_id)),))
 
 
 def dispute_to_canonical(event: StripeEvent[StripeDispute], detail: DetailType, *, receipt_id: str) -> Converted:
     ctx = _context(event, receipt_id)
-    dispute = event.data.object
-    due_by = dispute.evidence_details.due_by if dispute.evidence_details else None
-    canonical = Dispute(
-        source=SOURCE,
-        source_id=dispute.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        # A status Stripe adds later must not fail conversion; warning ranks lowest, so it overrides nothing.
-        status=_DISPUTE_STATUS.get(dispute.status, DisputeStatus.WARNING),
-        amount=_money(dispute.amount, dispute.currency),
-        payment_id=dispute.payment_intent or dispute.charge,
-        reason=_clean(dispute.reason),
-        evidence_due_by=None if due_by is None else _time(due_by),
-        created_at=_time(dispute.created),
+    dispute = event["data"]["object"]
+    due_by = (dispute.get("evidence_details") or _NO_EVIDENCE).get("due_by")
+    canonical = Dispute.of(
+        {
+            "source": SOURCE,
+            "source_id": dispute["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            # A status Stripe adds later must not fail conversion; warning ranks lowest, so it overrides nothing.
+            "status": _DISPUTE_STATUS.get(dispute["status"], DisputeStatus.WARNING),
+            "amount": _money(dispute["amount"], dispute["currency"]),
+            "payment_id": dispute.get("payment_intent") or dispute.get("charge"),
+            "reason": _clean(dispute.get("reason")),
+            "evidence_due_by": None if due_by is None else _time(due_by),
+            "created_at": _time(dispute["created"]),
+        }
     )
     return Converted(entities=((detail, canonical),))
 
@@ -414,18 +444,20 @@ def dispute_to_canonical(event: StripeEvent[StripeDispute], detail: DetailType, 
 def early_fraud_warning_to_canonical(event: StripeEvent[StripeEarlyFraudWarning], *, receipt_id: str) -> Converted:
     """A card issuer's fraud report: no money is held yet, so a dispute in the warning state with no amount."""
     ctx = _context(event, receipt_id)
-    warning = event.data.object
-    canonical = Dispute(
-        source=SOURCE,
-        source_id=warning.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        status=DisputeStatus.WARNING,
-        amount=None,
-        payment_id=warning.payment_intent or warning.charge,
-        reason=_clean(warning.fraud_type),
-        created_at=_time(warning.created),
+    warning = event["data"]["object"]
+    canonical = Dispute.of(
+        {
+            "source": SOURCE,
+            "source_id": warning["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            "status": DisputeStatus.WARNING,
+            "amount": None,
+            "payment_id": warning.get("payment_intent") or warning.get("charge"),
+            "reason": _clean(warning.get("fraud_type")),
+            "created_at": _time(warning["created"]),
+        }
     )
     return Converted(entities=((DetailType.RISK_FLAGGED, canonical),))
 
@@ -433,31 +465,34 @@ def early_fraud_warning_to_canonical(event: StripeEvent[StripeEarlyFraudWarning]
 def customer_to_canonical(event: StripeEvent[StripeCustomer], *, receipt_id: str) -> Converted:
     """The Stripe customer; its shipping details stand in for whatever the customer object leaves blank."""
     ctx = _context(event, receipt_id)
-    customer = event.data.object
-    shipping = customer.shipping or _NOBODY
-    address = customer.address if _filled(customer.address) else shipping.address
-    first_name, last_name = _split_name(_first_text(customer.name, shipping.name))
-    canonical = Customer(
-        source=SOURCE,
-        source_id=customer.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        email=normalize_email(customer.email),
-        first_name=first_name,
-        last_name=last_name,
-        phone=_phone(_first_text(customer.phone, shipping.phone), address),
-        address=_address(address),
-        test=ctx.test,
+    customer = event["data"]["object"]
+    shipping = customer.get("shipping") or _NOBODY
+    address = customer.get("address") if _filled(customer.get("address")) else shipping.get("address")
+    phone, address_fields = _contact(_first_text(customer.get("phone"), shipping.get("phone")), address)
+    first_name, last_name = _split_name(_first_text(customer.get("name"), shipping.get("name")))
+    canonical = Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": customer["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "email": normalize_email(customer.get("email")),
+            "first_name": first_name,
+            "last_name": last_name,
+            "phone": phone,
+            "address": address_fields,
+            "test": ctx.test,
+        }
     )
     return Converted(customer=canonical)
 
 
 def customer_deleted_to_canonical(event: StripeEvent[StripeCustomer], *, receipt_id: str) -> Converted:
-    customer = event.data.object
+    customer = event["data"]["object"]
     notice = Notice(
         DetailType.CUSTOMER_DELETED,
-        key=f"{SOURCE}:customer:{customer.id}",
-        data={"email": normalize_email(customer.email)},
+        key=f"{SOURCE}:customer:{customer['id']}",
+        data={"email": normalize_email(customer.get("email"))},
     )
     return Converted(notices=(notice,))
 
@@ -465,25 +500,28 @@ def customer_deleted_to_canonical(event: StripeEvent[StripeCustomer], *, receipt
 def invoice_to_canonical(event: StripeEvent[StripeInvoice], *, paid: bool, receipt_id: str) -> Converted:
     """An invoice's payment: the payment intent it was paid through, else (basil and later) the invoice itself."""
     ctx = _context(event, receipt_id)
-    invoice = event.data.object
-    payment = Payment(
-        source=SOURCE,
-        source_id=invoice.payment_intent or invoice.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        kind="payment",
-        status=PaymentStatus.SUCCEEDED if paid else PaymentStatus.FAILED,
-        amount=_money(invoice.amount_paid if paid else invoice.amount_due, invoice.currency),
-        customer_email=normalize_email(invoice.customer_email),
-        customer_source_id=invoice.customer,
-        customer_name=_clean(invoice.customer_name),
-        customer_phone=_phone(invoice.customer_phone, invoice.customer_address),
-        billing_address=_address(invoice.customer_address),
-        order_refs=_order_refs(invoice.metadata),
-        transaction_ids=_unique([invoice.payment_intent, invoice.charge, invoice.id]),
-        description=f"Invoice {invoice.number or invoice.id}",
-        created_at=_time(invoice.created),
+    invoice = event["data"]["object"]
+    phone, address = _contact(invoice.get("customer_phone"), invoice.get("customer_address"))
+    payment = Payment.of(
+        {
+            "source": SOURCE,
+            "source_id": invoice.get("payment_intent") or invoice["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            "kind": "payment",
+            "status": PaymentStatus.SUCCEEDED if paid else PaymentStatus.FAILED,
+            "amount": _money(invoice["amount_paid"] if paid else invoice["amount_due"], invoice["currency"]),
+            "customer_email": normalize_email(invoice.get("customer_email")),
+            "customer_source_id": invoice.get("customer"),
+            "customer_name": _clean(invoice.get("customer_name")),
+            "customer_phone": phone,
+            "billing_address": address,
+            "order_refs": _order_refs(invoice.get("metadata", {})),
+            "transaction_ids": _unique([invoice.get("payment_intent"), invoice.get("charge"), invoice["id"]]),
+            "description": f"Invoice {invoice.get('number') or invoice['id']}",
+            "created_at": _time(invoice["created"]),
+        }
     )
     detail = DetailType.PAYMENT_SUCCEEDED if paid else DetailType.PAYMENT_FAILED
     return Converted(customer=_payer(ctx, payment), entities=((detail, payment),))
@@ -492,97 +530,111 @@ def invoice_to_canonical(event: StripeEvent[StripeInvoice], *, paid: bool, recei
 def checkout_session_to_canonical(event: StripeEvent[StripeCheckoutSession], *, receipt_id: str) -> Converted:
     """A completed Checkout: the payment (pending until an asynchronous method settles) and who paid."""
     ctx = _context(event, receipt_id)
-    session = event.data.object
-    details = session.customer_details or _NOBODY
-    email = normalize_email(details.email) or normalize_email(session.customer_email)
-    if session.amount_total is None or session.currency is None:  # setup mode: a saved card, no money moved
+    session = event["data"]["object"]
+    details = session.get("customer_details") or _NOBODY
+    phone, address = _contact(details.get("phone"), details.get("address"))
+    email = normalize_email(details.get("email")) or normalize_email(session.get("customer_email"))
+    amount, currency = session.get("amount_total"), session.get("currency")
+    if amount is None or currency is None:  # setup mode: a saved card, no money moved
         customer = _person(
             ctx,
-            source_id=session.customer,
+            source_id=session.get("customer"),
             email=email,
-            name=_clean(details.name),
-            phone=_phone(details.phone, details.address),
-            address=_address(details.address),
+            name=_clean(details.get("name")),
+            phone=phone,
+            address=address,
         )
         return Converted(customer=customer)
-    payment = Payment(
-        source=SOURCE,
-        source_id=session.payment_intent or session.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        kind="payment",
-        # "no_payment_required" (a free order) is settled too: nothing will ever be pending on it.
-        status=PaymentStatus.SUCCEEDED
-        if session.payment_status in ("paid", "no_payment_required")
-        else PaymentStatus.PENDING,
-        amount=_money(session.amount_total, session.currency),
-        customer_email=email,
-        customer_source_id=session.customer,
-        customer_name=_clean(details.name),
-        customer_phone=_phone(details.phone, details.address),
-        billing_address=_address(details.address),
-        order_refs=_unique([_clean(session.client_reference_id), *_order_refs(session.metadata)]),
-        transaction_ids=_unique([session.payment_intent, session.id]),
-        created_at=_time(session.created),
+    payment = Payment.of(
+        {
+            "source": SOURCE,
+            "source_id": session.get("payment_intent") or session["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            "kind": "payment",
+            # "no_payment_required" (a free order) is settled too: nothing will ever be pending on it.
+            "status": PaymentStatus.SUCCEEDED
+            if session["payment_status"] in ("paid", "no_payment_required")
+            else PaymentStatus.PENDING,
+            "amount": _money(amount, currency),
+            "customer_email": email,
+            "customer_source_id": session.get("customer"),
+            "customer_name": _clean(details.get("name")),
+            "customer_phone": phone,
+            "billing_address": address,
+            "order_refs": _unique(
+                [_clean(session.get("client_reference_id")), *_order_refs(session.get("metadata", {}))]
+            ),
+            "transaction_ids": _unique([session.get("payment_intent"), session["id"]]),
+            "created_at": _time(session["created"]),
+        }
     )
     return Converted(customer=_payer(ctx, payment), entities=((DetailType.PAYMENT_SUCCEEDED, payment),))
 
 
 def _charge_payment(ctx: _Event, charge: StripeCharge) -> Payment:
-    billing = charge.billing_details or _NOBODY
-    return Payment(
-        source=SOURCE,
-        # The payment is the intent when there is one (DESIGN: stripe:payment:<pi id>), so charge and intent
-        # events update the same deal; a charge made without an intent is its own payment.
-        source_id=charge.payment_intent or charge.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        kind="payment",
-        status=_charge_status(charge),
-        amount=_money(charge.amount, charge.currency),
-        amount_refunded=_money(charge.amount_refunded, charge.currency) if charge.amount_refunded else None,
-        customer_email=normalize_email(charge.receipt_email) or normalize_email(billing.email),
-        customer_source_id=charge.customer,
-        customer_name=_clean(billing.name),
-        customer_phone=_phone(billing.phone, billing.address),
-        billing_address=_address(billing.address),
-        order_refs=_order_refs(charge.metadata),
-        transaction_ids=_unique([charge.payment_intent, charge.id]),
-        description=_clean(charge.description),
-        failure_code=_clean(charge.failure_code),
-        failure_message=_clean(charge.failure_message),
-        risk_level=charge.outcome.risk_level if charge.outcome else None,
-        risk_score=charge.outcome.risk_score if charge.outcome else None,
-        created_at=_time(charge.created),
+    billing = charge.get("billing_details") or _NOBODY
+    phone, address = _contact(billing.get("phone"), billing.get("address"))
+    outcome = charge.get("outcome") or _NO_OUTCOME
+    refunded = charge.get("amount_refunded", 0)
+    return Payment.of(
+        {
+            "source": SOURCE,
+            # The payment is the intent when there is one (DESIGN: stripe:payment:<pi id>), so charge and intent
+            # events update the same deal; a charge made without an intent is its own payment.
+            "source_id": charge.get("payment_intent") or charge["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            "kind": "payment",
+            "status": _charge_status(charge),
+            "amount": _money(charge["amount"], charge["currency"]),
+            "amount_refunded": _money(refunded, charge["currency"]) if refunded else None,
+            "customer_email": normalize_email(charge.get("receipt_email")) or normalize_email(billing.get("email")),
+            "customer_source_id": charge.get("customer"),
+            "customer_name": _clean(billing.get("name")),
+            "customer_phone": phone,
+            "billing_address": address,
+            "order_refs": _order_refs(charge.get("metadata", {})),
+            "transaction_ids": _unique([charge.get("payment_intent"), charge["id"]]),
+            "description": _clean(charge.get("description")),
+            "failure_code": _clean(charge.get("failure_code")),
+            "failure_message": _clean(charge.get("failure_message")),
+            "risk_level": outcome.get("risk_level"),
+            "risk_score": outcome.get("risk_score"),
+            "created_at": _time(charge["created"]),
+        }
     )
 
 
 def _charge_status(charge: StripeCharge) -> PaymentStatus:
-    if charge.status == "failed":
+    if charge["status"] == "failed":
         return PaymentStatus.FAILED
-    if charge.status != "succeeded":  # "pending", or a status Stripe adds later: the lowest rank overrides nothing
+    if charge["status"] != "succeeded":  # "pending", or a status Stripe adds later: the lowest rank overrides nothing
         return PaymentStatus.PENDING
-    if charge.amount_refunded and charge.amount_refunded >= charge.amount:
+    refunded = charge.get("amount_refunded", 0)
+    if refunded and refunded >= charge["amount"]:
         return PaymentStatus.REFUNDED
-    if charge.amount_refunded:
+    if refunded:
         return PaymentStatus.PARTIALLY_REFUNDED
-    return PaymentStatus.SUCCEEDED if charge.captured else PaymentStatus.AUTHORIZED
+    return PaymentStatus.SUCCEEDED if charge.get("captured", True) else PaymentStatus.AUTHORIZED
 
 
 def _refund(ctx: _Event, refund: StripeRefund, payment_id: str | None) -> Refund:
-    return Refund(
-        source=SOURCE,
-        source_id=refund.id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        test=ctx.test,
-        status=_REFUND_STATUS.get(refund.status or "", RefundStatus.PENDING),
-        amount=_money(refund.amount, refund.currency),
-        payment_id=refund.payment_intent or payment_id,
-        reason=_clean(refund.reason),
-        created_at=_time(refund.created),
+    return Refund.of(
+        {
+            "source": SOURCE,
+            "source_id": refund["id"],
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "test": ctx.test,
+            "status": _REFUND_STATUS.get(refund.get("status") or "", RefundStatus.PENDING),
+            "amount": _money(refund["amount"], refund["currency"]),
+            "payment_id": refund.get("payment_intent") or payment_id,
+            "reason": _clean(refund.get("reason")),
+            "created_at": _time(refund["created"]),
+        }
     )
 
 
@@ -605,34 +657,40 @@ def _person(
     email: str | None,
     name: str | None,
     phone: str | None,
-    address: Address | None,
+    address: Address | AddressFields | None,
 ) -> Customer | None:
     """A customer when there is something to match it by: an email, a Stripe customer id, or a name and phone."""
     first_name, last_name = _split_name(name)
     if not (email or source_id or (first_name and phone)):
         return None
-    return Customer(
-        source=SOURCE,
-        source_id=source_id,
-        source_version=ctx.version,
-        receipt_id=ctx.receipt_id,
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        phone=phone,
-        address=address,
-        test=ctx.test,
+    return Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": source_id,
+            "source_version": ctx.version,
+            "receipt_id": ctx.receipt_id,
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "phone": phone,
+            "address": address,
+            "test": ctx.test,
+        }
     )
 
 
-# Stand-ins for missing billing details and errors, so field fallbacks read as one chain.
+# Stand-ins for missing billing details, errors, outcomes and lists, so field fallbacks read as one chain.
 _NOBODY = StripeContact()
 _NO_ERROR = StripePaymentError()
+_NO_OUTCOME = StripeOutcome()
+_NO_CHARGES = StripeChargeList()
+_NO_EVIDENCE = StripeEvidenceDetails()
 
 
-def _phone(phone: str | None, address: StripeAddress | None) -> str | None:
-    """E.164, reading a national number with the country of the address it came with."""
-    return normalize_phone(_clean(phone), _country(address))
+def _contact(phone: str | None, address: StripeAddress | None) -> tuple[str | None, AddressFields | None]:
+    """The phone in E.164, read with the country of the address it came with, and that address, if filled."""
+    country = _country(address)
+    return normalize_phone(_clean(phone), country), _address(address, country)
 
 
 def _split_name(name: str | None) -> tuple[str | None, str | None]:
@@ -644,21 +702,23 @@ def _split_name(name: str | None) -> tuple[str | None, str | None]:
     return first, rest[0] if rest else None
 
 
-def _address(address: StripeAddress | None) -> Address | None:
-    if address is None or not _filled(address):
+def _address(address: StripeAddress | None, country: str | None) -> AddressFields | None:
+    """The address, with its country already read (_country), unless it is all nulls."""
+    if not _filled(address):
         return None
-    return Address(
-        line1=_clean(address.line1),
-        line2=_clean(address.line2),
-        city=_clean(address.city),
-        region=_clean(address.state),
-        postal_code=_clean(address.postal_code),
-        country=_country(address),
-    )
+    assert address is not None  # _filled says so
+    return {
+        "line1": _clean(address.get("line1")),
+        "line2": _clean(address.get("line2")),
+        "city": _clean(address.get("city")),
+        "region": _clean(address.get("state")),
+        "postal_code": _clean(address.get("postal_code")),
+        "country": country,
+    }
 
 
 def _country(address: StripeAddress | None) -> str | None:
-    code = _clean(address.country) if address else None
+    code = _clean(address.get("country")) if address else None
     if code is None:
         return None
     if len(code) == 2 and code.isascii() and code.isalpha():  # what Stripe sends: ISO 3166-1 alpha-2
@@ -668,21 +728,29 @@ def _country(address: StripeAddress | None) -> str | None:
 
 def _filled(address: StripeAddress | None) -> bool:
     """Stripe sends an address of nulls rather than none at all."""
-    if address is None:
-        return False
-    parts = (address.line1, address.line2, address.city, address.state, address.postal_code, address.country)
-    return any(_clean(part) for part in parts)
+    if address:
+        for part in cast("Iterable[str | None]", address.values()):  # every field is optional text
+            if part and not part.isspace():
+                return True
+    return False
 
 
 def _order_refs(metadata: Metadata) -> tuple[str, ...]:
-    values = (metadata.get(key) for key in ORDER_REF_KEYS)
-    return _unique(
-        _clean(str(value)) for value in values if isinstance(value, str | int) and not isinstance(value, bool)
-    )
+    refs: dict[str, None] = {}  # first seen first, each once
+    for key in ORDER_REF_KEYS:
+        value = metadata.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            text = str(value).strip()
+            if text:
+                refs[text] = None
+    return tuple(refs)
 
 
-def _money(amount: int, currency: str) -> Money:
-    return Money(amount=amount, currency=currency.upper())
+def _money(amount: int, currency: str) -> MoneyFields:
+    """Money's fields, validated as Money inside the entity that holds them (Payment.of, Refund.of...)."""
+    return {"amount": amount, "currency": currency.upper()}
 
 
 def _time(timestamp: int) -> datetime:
@@ -690,7 +758,7 @@ def _time(timestamp: int) -> datetime:
 
 
 def _unique(values: Iterable[str | None]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(value for value in values if value))
+    return tuple(dict.fromkeys([value for value in values if value]))
 
 
 def _clean(value: str | None) -> str | None:
@@ -742,27 +810,27 @@ TOPICS = frozenset(
 def to_canonical(topic: str, body: bytes, *, receipt_id: str) -> Converted:
     """Parse the event body as the topic's object and convert it; UnsupportedTopic for any other topic."""
     if topic in (PAYMENT_INTENT_SUCCEEDED, PAYMENT_INTENT_FAILED):
-        intent = PaymentIntentEvent.model_validate_json(body)
+        intent = PaymentIntentEvent.validate_json(body)
         return payment_intent_to_canonical(intent, failed=topic == PAYMENT_INTENT_FAILED, receipt_id=receipt_id)
     if topic in CHARGE_EVENTS:
-        return charge_to_canonical(ChargeEvent.model_validate_json(body), CHARGE_EVENTS[topic], receipt_id=receipt_id)
+        return charge_to_canonical(ChargeEvent.validate_json(body), CHARGE_EVENTS[topic], receipt_id=receipt_id)
     if topic == REFUND_UPDATED:
-        return refund_to_canonical(RefundEvent.model_validate_json(body), receipt_id=receipt_id)
+        return refund_to_canonical(RefundEvent.validate_json(body), receipt_id=receipt_id)
     if topic in DISPUTE_EVENTS:
-        dispute = DisputeEvent.model_validate_json(body)
+        dispute = DisputeEvent.validate_json(body)
         return dispute_to_canonical(dispute, DISPUTE_EVENTS[topic], receipt_id=receipt_id)
     if topic == EARLY_FRAUD_WARNING_CREATED:
-        warning = EarlyFraudWarningEvent.model_validate_json(body)
+        warning = EarlyFraudWarningEvent.validate_json(body)
         return early_fraud_warning_to_canonical(warning, receipt_id=receipt_id)
     if topic in CUSTOMER_UPSERTS:
-        return customer_to_canonical(CustomerEvent.model_validate_json(body), receipt_id=receipt_id)
+        return customer_to_canonical(CustomerEvent.validate_json(body), receipt_id=receipt_id)
     if topic == CUSTOMER_DELETED:
-        return customer_deleted_to_canonical(CustomerEvent.model_validate_json(body), receipt_id=receipt_id)
+        return customer_deleted_to_canonical(CustomerEvent.validate_json(body), receipt_id=receipt_id)
     if topic in (INVOICE_PAID, INVOICE_PAYMENT_FAILED):
-        invoice = InvoiceEvent.model_validate_json(body)
+        invoice = InvoiceEvent.validate_json(body)
         return invoice_to_canonical(invoice, paid=topic == INVOICE_PAID, receipt_id=receipt_id)
     if topic == CHECKOUT_SESSION_COMPLETED:
-        return checkout_session_to_canonical(CheckoutSessionEvent.model_validate_json(body), receipt_id=receipt_id)
+        return checkout_session_to_canonical(CheckoutSessionEvent.validate_json(body), receipt_id=receipt_id)
     raise UnsupportedTopic(f"no converter for stripe {topic}")
 
 

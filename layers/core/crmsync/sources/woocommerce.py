@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypedDict
 
 from pydantic import (
     AfterValidator,
@@ -35,18 +35,20 @@ from pydantic_core import PydanticCustomError
 
 from crmsync.messages import DetailType
 from crmsync.models import (
-    Address,
+    AddressFields,
     Customer,
-    LineItem,
     Money,
+    MoneyFields,
     Order,
     OrderStatus,
     Refund,
     RefundStatus,
     currency_exponent,
+    minor_units,
     normalize_country,
     normalize_email,
     normalize_phone,
+    zero,
 )
 from crmsync.sources.base import Converted, Entity, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
 
@@ -116,17 +118,18 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-class WooAddress(_Payload):
-    first_name: str | None = None
-    last_name: str | None = None
-    address_1: str | None = None
-    address_2: str | None = None
-    city: str | None = None
-    state: str | None = None
-    postcode: str | None = None
-    country: str | None = None
-    email: str | None = None  # billing only
-    phone: str | None = None
+class WooAddress(TypedDict, total=False):
+    # A TypedDict, not a model: pydantic-core builds a dict for a fraction of a model's cost (extra keys ignored).
+    first_name: str | None
+    last_name: str | None
+    address_1: str | None
+    address_2: str | None
+    city: str | None
+    state: str | None
+    postcode: str | None
+    country: str | None
+    email: str | None  # billing only
+    phone: str | None
 
 
 class WooLineItem(_Payload):
@@ -238,6 +241,7 @@ _ORDER_STATUS: dict[str, OrderStatus] = {
     "checkout-draft": OrderStatus.PENDING,  # block checkout's draft, not yet submitted
 }
 _NOWHERE = WooAddress()
+_QUANTUM = {places: Decimal(1).scaleb(-places) for places in range(5)}  # the minor unit, by ISO 4217 exponent
 
 
 def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | None, Order, tuple[Refund, ...]]:
@@ -250,101 +254,115 @@ def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | 
     """
     currency = order.currency.upper()
     version = order.date_modified_gmt
-    email = normalize_email((order.billing or _NOWHERE).email)
+    billing = order.billing or _NOWHERE
+    email = normalize_email(billing.get("email"))
     customer_id = str(order.customer_id) if order.customer_id else None
-    refunded = sum((abs(refund.total) for refund in order.refunds), Decimal(0))
     transaction_id = _clean(order.transaction_id)
-    canonical = Order(
-        source=SOURCE,
-        source_id=str(order.id),
-        source_version=version,
-        receipt_id=receipt_id,
-        name=f"#{_clean(str(order.number or '')) or order.id}",
-        status=_status(order),
-        fulfillment_status="fulfilled" if _woo_status(order) == "completed" else None,
-        total=Money.from_decimal(order.total, currency),
-        presentment_total=None,
-        subtotal=(
-            Money.from_decimal(sum((item.subtotal for item in order.line_items), Decimal(0)), currency)
-            if order.line_items
-            else None
-        ),
-        total_tax=_money(order.total_tax, currency),
-        total_discounts=_money(order.discount_total, currency),
-        total_shipping=_money(order.shipping_total, currency),
-        refunded=Money.from_decimal(refunded, currency) if order.refunds else None,
-        line_items=tuple(
-            LineItem(
-                source_id=str(item.id),
-                sku=_clean(item.sku),
-                # Core stores some names HTML-encoded ("Ship Your Idea &ndash; Color: Black"); CRMs show plain text.
-                title=html.unescape(item.name),
-                quantity=item.quantity,
-                unit_price=_unit_price(item, currency),
-                total_discount=Money.from_decimal(item.subtotal - item.total, currency),
-            )
-            for item in order.line_items
-        ),
-        customer_email=email,
-        customer_source_id=customer_id,
-        placed_at=order.date_created_gmt,
-        cancelled_at=None,  # WooCommerce keeps no cancellation date
-        closed_at=order.date_completed_gmt,
-        transaction_ids=(transaction_id,) if transaction_id else (),
+    woo_status = _woo_status(order)
+    # Sums stay Decimal, which is exact for any amount a store can hold; only the results become minor units.
+    subtotal = sum((item.subtotal for item in order.line_items), Decimal(0)) if order.line_items else None
+    refunded = sum((abs(refund.total) for refund in order.refunds), Decimal(0)) if order.refunds else None
+    quantum = _QUANTUM[currency_exponent(currency)]
+    # One validation for the order with its money and lines (Order.of): mypy checks every name against OrderFields,
+    # pydantic-core validates every Money and LineItem as their own constructors would.
+    canonical = Order.of(
+        {
+            "source": SOURCE,
+            "source_id": str(order.id),
+            "source_version": version,
+            "receipt_id": receipt_id,
+            "name": f"#{_clean(str(order.number or '')) or order.id}",
+            "status": _status(order, woo_status),
+            "fulfillment_status": "fulfilled" if woo_status == "completed" else None,
+            "total": _money(order.total, currency),
+            "presentment_total": None,
+            "subtotal": None if subtotal is None else _money(subtotal, currency),
+            "total_tax": None if order.total_tax is None else _money(order.total_tax, currency),
+            "total_discounts": None if order.discount_total is None else _money(order.discount_total, currency),
+            "total_shipping": None if order.shipping_total is None else _money(order.shipping_total, currency),
+            "refunded": None if refunded is None else _money(refunded, currency),
+            "line_items": [
+                {
+                    "source_id": str(item.id),
+                    "sku": _clean(item.sku),
+                    # Core stores some names HTML-encoded ("Ship Your Idea &ndash; Color: Black"); CRMs show plain
+                    # text.
+                    "title": html.unescape(item.name),
+                    "quantity": item.quantity,
+                    "unit_price": _money(_unit_price(item, currency, quantum), currency),
+                    "total_discount": _money(item.subtotal - item.total, currency),
+                }
+                for item in order.line_items
+            ],
+            "customer_email": email,
+            "customer_source_id": customer_id,
+            "placed_at": order.date_created_gmt,
+            "cancelled_at": None,  # WooCommerce keeps no cancellation date
+            "closed_at": order.date_completed_gmt,
+            "transaction_ids": (transaction_id,) if transaction_id else (),
+        }
     )
     refunds = tuple(
-        Refund(
-            source=SOURCE,
-            source_id=str(refund.id),
-            # The payload has no refund date; the order's version orders what it says about its refunds.
-            source_version=version,
-            receipt_id=receipt_id,
-            # A refund exists in WooCommerce only once it went through (a failed gateway refund is deleted).
-            status=RefundStatus.SUCCEEDED,
-            amount=Money.from_decimal(abs(refund.total), currency),
-            order_id=str(order.id),
-            reason=_clean(refund.reason),
+        Refund.of(
+            {
+                "source": SOURCE,
+                "source_id": str(refund.id),
+                # The payload has no refund date; the order's version orders what it says about its refunds.
+                "source_version": version,
+                "receipt_id": receipt_id,
+                # A refund exists in WooCommerce only once it went through (a failed gateway refund is deleted).
+                "status": RefundStatus.SUCCEEDED,
+                "amount": _money(abs(refund.total), currency),
+                "order_id": str(order.id),
+                "reason": _clean(refund.reason),
+            }
         )
         for refund in order.refunds
     )
-    return _order_customer(order, email, customer_id, receipt_id), canonical, refunds
+    return _order_customer(order, billing, email, customer_id, receipt_id), canonical, refunds
 
 
 def customer_to_canonical(customer: WooCustomer, *, receipt_id: str) -> Customer:
     """A registered customer (customer.created/updated); names fall back to the billing address."""
     billing = customer.billing or _NOWHERE
-    country = normalize_country(billing.country)
-    return Customer(
-        source=SOURCE,
-        source_id=str(customer.id),
-        source_version=customer.version,
-        receipt_id=receipt_id,
-        email=normalize_email(customer.email) or normalize_email(billing.email),
-        first_name=_first_text(customer.first_name, billing.first_name),
-        last_name=_first_text(customer.last_name, billing.last_name),
-        phone=normalize_phone(_clean(billing.phone), country),
-        address=_address(billing),
+    country = normalize_country(billing.get("country"))  # the phone's region and the address's country
+    return Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": str(customer.id),
+            "source_version": customer.version,
+            "receipt_id": receipt_id,
+            "email": normalize_email(customer.email) or normalize_email(billing.get("email")),
+            "first_name": _first_text(customer.first_name, billing.get("first_name")),
+            "last_name": _first_text(customer.last_name, billing.get("last_name")),
+            "phone": normalize_phone(_clean(billing.get("phone")), country),
+            "address": _address(billing, country),
+        }
     )
 
 
-def _order_customer(order: WooOrder, email: str | None, customer_id: str | None, receipt_id: str) -> Customer | None:
-    billing = order.billing or _NOWHERE
-    first_name, last_name = _clean(billing.first_name), _clean(billing.last_name)
-    phone = normalize_phone(_clean(billing.phone), normalize_country(billing.country))
+def _order_customer(
+    order: WooOrder, billing: WooAddress, email: str | None, customer_id: str | None, receipt_id: str
+) -> Customer | None:
+    first_name, last_name = _clean(billing.get("first_name")), _clean(billing.get("last_name"))
+    country = normalize_country(billing.get("country"))  # the phone's region and the address's country
+    phone = normalize_phone(_clean(billing.get("phone")), country)
     # Someone identity resolution can work with: an email, a store customer id, or a name with a phone.
     if not (email or customer_id or ((first_name or last_name) and phone)):
         return None
-    return Customer(
-        source=SOURCE,
-        source_id=customer_id,
-        # The customer is read from this order, so the order's version is the one that orders these facts.
-        source_version=order.date_modified_gmt,
-        receipt_id=receipt_id,
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        phone=phone,
-        address=_address(billing),
+    return Customer.of(
+        {
+            "source": SOURCE,
+            "source_id": customer_id,
+            # The customer is read from this order, so the order's version is the one that orders these facts.
+            "source_version": order.date_modified_gmt,
+            "receipt_id": receipt_id,
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "phone": phone,
+            "address": _address(billing, country),
+        }
     )
 
 
@@ -352,8 +370,7 @@ def _woo_status(order: WooOrder) -> str:
     return order.status.strip().lower().removeprefix("wc-")
 
 
-def _status(order: WooOrder) -> OrderStatus:
-    woo = _woo_status(order)
+def _status(order: WooOrder, woo: str) -> OrderStatus:
     if woo == "processing" and order.date_paid_gmt is None:
         # Cash on delivery: core's COD gateway makes "completed" its payment-complete status, so a processing COD
         # order ships before any money arrives and has no date_paid. It is committed but not paid.
@@ -367,28 +384,35 @@ def _status(order: WooOrder) -> OrderStatus:
     return status
 
 
-def _unit_price(item: WooLineItem, currency: str) -> Money:
-    minor_unit = Decimal(1).scaleb(-currency_exponent(currency))
-    unit = (item.subtotal / max(1, item.quantity)).quantize(minor_unit, rounding=ROUND_HALF_EVEN)
-    return Money.from_decimal(unit, currency)
+def _unit_price(item: WooLineItem, currency: str, quantum: Decimal) -> Decimal:
+    return (item.subtotal / max(1, item.quantity)).quantize(quantum, rounding=ROUND_HALF_EVEN)
 
 
-def _address(address: WooAddress) -> Address | None:
-    fields = (address.address_1, address.address_2, address.city, address.state, address.postcode, address.country)
-    if not any(map(_clean, fields)):
-        return None
-    return Address(
-        line1=_clean(address.address_1),
-        line2=_clean(address.address_2),
-        city=_clean(address.city),
-        region=_clean(address.state),
-        postal_code=_clean(address.postcode),
-        country=normalize_country(address.country),
+def _address(address: WooAddress, country: str | None) -> AddressFields | None:
+    """The address, with its country already normalised (normalize_country of its `country`), if any is filled."""
+    line1, line2 = _clean(address.get("address_1")), _clean(address.get("address_2"))
+    city, region, postal_code = (
+        _clean(address.get("city")),
+        _clean(address.get("state")),
+        _clean(address.get("postcode")),
     )
+    if not (line1 or line2 or city or region or postal_code or _clean(address.get("country"))):
+        return None
+    return {
+        "line1": line1,
+        "line2": line2,
+        "city": city,
+        "region": region,
+        "postal_code": postal_code,
+        "country": country,
+    }
 
 
-def _money(amount: Decimal | None, currency: str) -> Money | None:
-    return None if amount is None else Money.from_decimal(amount, currency)
+def _money(amount: Decimal, currency: str) -> Money | MoneyFields:
+    """Money's fields, validated as Money inside the model that holds them (Order.of, Refund.of); zero, the most
+    common amount by far, is the one shared Money of its currency."""
+    units = minor_units(amount, currency)
+    return {"amount": units, "currency": currency} if units else zero(currency)
 
 
 def _clean(value: str | None) -> str | None:
@@ -396,7 +420,11 @@ def _clean(value: str | None) -> str | None:
 
 
 def _first_text(*values: str | None) -> str | None:
-    return next((text for text in map(_clean, values) if text), None)
+    """The first value that is more than blanks, stripped."""
+    for value in values:
+        if value and (text := value.strip()):
+            return text
+    return None
 
 
 def _order_event(topic: str, order: Order) -> DetailType:

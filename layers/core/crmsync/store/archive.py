@@ -10,12 +10,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import NotFound, translate
+from crmsync.store.errors import NotFound, StoreError, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -50,6 +50,34 @@ class RawArchive:
             return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
+
+    def delete(self, key: str) -> int:
+        """Delete the object for good: every version of it and every delete marker (the bucket is versioned, so a
+        plain delete would only hide it). Returns how many versions went; 0 when there was none. Deleting twice is
+        harmless."""
+        versions: list[dict[str, str]] = []
+        try:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
+            while True:
+                answer = self._s3.list_object_versions(**kwargs)
+                for entry in [*answer.get("Versions", []), *answer.get("DeleteMarkers", [])]:
+                    if entry.get("Key") == key:
+                        versions.append({"Key": key, "VersionId": str(entry.get("VersionId") or "null")})
+                if not answer.get("IsTruncated"):
+                    break
+                kwargs["KeyMarker"] = answer.get("NextKeyMarker", "")
+                kwargs["VersionIdMarker"] = answer.get("NextVersionIdMarker", "")
+            for start in range(0, len(versions), 1000):
+                chunk = versions[start : start + 1000]
+                answer_delete = self._s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": chunk, "Quiet": True},  # type: ignore[typeddict-item]
+                )
+                if answer_delete.get("Errors"):
+                    raise StoreError(f"DeleteObjects: {answer_delete['Errors'][0].get('Code', 'error')}")
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+        return len(versions)
 
     def head(self, key: str) -> ArchivedObject | None:
         """The object's metadata and time, without its body; None when there is no such object."""

@@ -137,6 +137,29 @@ class LocalCrmTable:
             },
         )
 
+    def delete_key(self, object_type: str, id_property: str, value: str, record_id: str) -> None:
+        """Drop a unique key, if it still names this record (erasure: the key holds the value, e.g. an email)."""
+        try:
+            self._call(
+                "delete_item",
+                Key={"pk": {"S": f"KEY#{object_type}#{id_property}#{value}"}, "sk": {"S": "KEY"}},
+                ConditionExpression="record_id = :r",
+                ExpressionAttributeValues={":r": {"S": record_id}},
+            )
+        except ConditionFailed:
+            return
+
+    def remove_properties(self, object_type: str, record_id: str, names: list[str]) -> None:
+        if not names:
+            return
+        self._call(
+            "update_item",
+            Key={"pk": {"S": f"REC#{object_type}"}, "sk": {"S": record_id}},
+            UpdateExpression="REMOVE " + ", ".join(f"#props.#p{i}" for i in range(len(names))),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#props": "properties", **{f"#p{i}": name for i, name in enumerate(names)}},
+        )
+
     def get(self, object_type: str, record_id: str) -> LocalRecord | None:
         answer = self._call(
             "get_item", Key={"pk": {"S": f"REC#{object_type}"}, "sk": {"S": record_id}}, ConsistentRead=True

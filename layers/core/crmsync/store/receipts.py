@@ -2,6 +2,9 @@
 
 Item: pk=<receipt id>, status=IN_PROGRESS|ACCEPTED, token (who holds the claim), claim_expires (epoch s),
 expires_at (epoch s, the table's TTL: dedupe window), topic, archive_key.
+
+Signed transmissions (PayPal): pk=transmission:<source>:<transmission id>, body_sha256, expires_at (TTL): the body a
+signature came with, so the same signature never carries another body (crmsync.ingest).
 """
 
 from __future__ import annotations
@@ -109,6 +112,30 @@ class ReceiptStore:
                 raise error from exc
         except BotoCoreError as exc:
             raise translate(exc) from exc
+
+    def bind_transmission(self, key: str, body_sha256: str, *, now: int, retention_seconds: int) -> bool:
+        """Bind a signed transmission to the SHA-256 of its body: True when it is new or came with this body before,
+        False when it came with another body (a forgery that kept the signature). Kept retention_seconds (TTL); an
+        expired binding (not yet swept) counts as gone."""
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": key},
+                    "body_sha256": {"S": body_sha256},
+                    "expires_at": {"N": str(now + retention_seconds)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR body_sha256 = :h OR expires_at < :now",
+                ExpressionAttributeValues={":h": {"S": body_sha256}, ":now": {"N": str(now)}},
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if isinstance(error, ConditionFailed):
+                return False
+            raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return True
 
     def status(self, receipt_id: str) -> str | None:
         found = self.get(receipt_id)

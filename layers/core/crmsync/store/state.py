@@ -11,12 +11,16 @@ Items (pk / sk):
 - NOTICE#<receipt id> / NOTICE          a deletion or compliance request, recorded durably
 - MERGED#<customer id> / MERGED         the customer was merged into another (survivor, reason, receipt)
 - <entity pk>        / LINEAGE#<at>#<receipt id>   one conversion of the entity: version, outcome, events
+- ERASED#<sha256 of an identity key> / ERASED   tombstone: that key's person was erased (crmsync.erasure)
+- ERASURE#<erasure id> / ERASURE   the proof of one erasure (what was erased where, when; no personal data)
+- ERASURE-PLAN#<erasure id> / PLAN   what an erasure in progress still has to erase (gone once it completes)
 Index `by-customer` (customer_id, pk): every entity and identity link of one customer.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -352,6 +356,170 @@ class StateStore:
     def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
         item = self._get(pk, f"CRM#{backend}") or {}
         return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v}
+
+    # --- erasure (crmsync.erasure) ------------------------------------------------------------------
+    def erased(self, key_hashes: Sequence[str]) -> set[str]:
+        """The hashes among these that carry a tombstone: identity keys of people who were erased."""
+        wanted = list(dict.fromkeys(key_hashes))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 100):
+            keys: list[dict[str, AttributeValueTypeDef]] = [
+                {"pk": {"S": f"ERASED#{h}"}, "sk": {"S": "ERASED"}} for h in wanted[start : start + 100]
+            ]
+            while keys:
+                try:
+                    answer = self._ddb.batch_get_item(
+                        RequestItems={self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "pk"}}
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    raise translate(exc) from exc
+                found.update(
+                    i["pk"]["S"].removeprefix("ERASED#") for i in answer.get("Responses", {}).get(self.table, [])
+                )
+                unprocessed = answer.get("UnprocessedKeys", {}).get(self.table)
+                keys = list(unprocessed["Keys"]) if unprocessed else []
+        return found
+
+    def put_tombstone(self, key_hash: str, erasure_id: str, at: str) -> None:
+        """Mark an identity key (by its hash) as erased; the first erasure that named it stays on record."""
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"ERASED#{key_hash}"},
+                    "sk": {"S": "ERASED"},
+                    "erasure_id": {"S": erasure_id},
+                    "at": {"S": at},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if not isinstance(error, ConditionFailed):
+                raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
+    def delete_partition(self, pk: str) -> int:
+        """Delete every item under pk (a customer's source views, CRM ids and lineage; a plan); returns how many."""
+        keys: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ProjectionExpression": "pk, sk",
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self._ddb.query(**kwargs)
+                keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            for key in keys:
+                self._ddb.delete_item(TableName=self.table, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+        return len(keys)
+
+    def forget_identity(self, key: str, customer_id: str) -> bool:
+        """Delete the identity link key -> customer_id; False (and nothing deleted) when it names someone else."""
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"IDENTITY#{key}"}, "sk": {"S": "IDENTITY"}},
+                ConditionExpression="customer_id = :c",
+                ExpressionAttributeValues={":c": {"S": customer_id}},
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if isinstance(error, ConditionFailed):
+                return False
+            raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return True
+
+    def anonymise_entity(self, pk: str, data: dict[str, Any]) -> bool:
+        """Replace a stored entity's data (its personal fields cleared) and unlink it from its customer, keeping its
+        version (newer webhooks still win); False when there is no such entity."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": pk}, "sk": {"S": "STATE"}},
+                UpdateExpression="SET #data = :data REMOVE customer_id",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#data": "data"},
+                ExpressionAttributeValues={":data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)}},
+            )
+        except ClientError as exc:
+            error = translate(exc)
+            if isinstance(error, ConditionFailed):
+                return False
+            raise error from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return True
+
+    def scrub_lineage(self, pk: str, fields: Sequence[str], mark: dict[str, Any]) -> int:
+        """Drop the named fields from every lineage entry of pk and add `mark` to each; returns the entries changed."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :l)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":l": {"S": "LINEAGE#"}},
+            "ConsistentRead": True,
+        }
+        changed = 0
+        try:
+            while True:
+                page = self._ddb.query(**kwargs)
+                for item in page.get("Items", []):
+                    entry = json.loads(item["data"]["S"])
+                    scrubbed = {k: v for k, v in entry.items() if k not in fields} | mark
+                    if scrubbed != entry:
+                        self._put({**item, "data": {"S": json.dumps(scrubbed, separators=(",", ":"), sort_keys=True)}})
+                        changed += 1
+                if "LastEvaluatedKey" not in page:
+                    return changed
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def customers_with_source(self, source: str) -> list[str]:
+        """Ids of the customers one source has a view of (a scan: for shop/redact, which erases a whole shop)."""
+        found: set[str] = set()
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(pk, :c) AND begins_with(sk, :s)",
+            "ExpressionAttributeValues": {":c": {"S": "CUSTOMER#"}, ":s": {"S": f"SRC#{source}#"}},
+            "ProjectionExpression": "pk",
+        }
+        try:
+            while True:
+                page = self._ddb.scan(**kwargs)
+                found.update(i["pk"]["S"].removeprefix("CUSTOMER#") for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return sorted(found)
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def record_erasure(self, erasure_id: str, part: str, document: dict[str, Any]) -> None:
+        """Write one part of an erasure's record: "ERASURE" (the proof) or "PLAN" (what is left to erase)."""
+        pk = f"ERASURE#{erasure_id}" if part == "ERASURE" else f"ERASURE-{part}#{erasure_id}"
+        self._put(
+            {
+                "pk": {"S": pk},
+                "sk": {"S": part},
+                "data": {"S": json.dumps(document, separators=(",", ":"), sort_keys=True)},
+            }
+        )
+
+    def erasure_record(self, erasure_id: str, part: str = "ERASURE") -> dict[str, Any] | None:
+        pk = f"ERASURE#{erasure_id}" if part == "ERASURE" else f"ERASURE-{part}#{erasure_id}"
+        item = self._get(pk, part)
+        return dict(json.loads(item["data"]["S"])) if item else None
 
 
 def _stored(item: dict[str, Any]) -> StoredItem:
