@@ -58,7 +58,7 @@ from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResu
 from crmsync.ingest import IngestDeps, WebhookRequest, accept_webhook  # noqa: E402
 from crmsync.mapping import load_mapping  # noqa: E402
 from crmsync.messages import DomainEvent  # noqa: E402
-from crmsync.models import Customer, Money, Order, normalize_phone  # noqa: E402
+from crmsync.models import Customer, Money, Order, minor_units, normalize_phone  # noqa: E402
 from crmsync.observability import logger, metrics  # noqa: E402
 from crmsync.sources import paypal, shopify, stripe, woocommerce  # noqa: E402
 from crmsync.sources.base import Converted  # noqa: E402
@@ -109,6 +109,8 @@ def show(value: float | None, unit: str) -> str:
         return "n/a"
     if unit == "A":
         return f"{value:.3f}"
+    if unit in ("ev/s", "ok"):
+        return f"{value:.0f} {unit}" if unit == "ev/s" else ("yes" if value else "no")
     return f"{value * 100:.1f}%" if unit == "%" else f"{value:.2f}x"
 
 
@@ -515,7 +517,6 @@ def check_conversion(corpus: Sequence[Payload]) -> list[tuple[str, str]]:
     clear_conversion_caches()
     phones = set()
     money_args: list[tuple[str, str]] = []
-    minor_units = shopify.minor_units
 
     def recording(value: str, currency: str) -> int:
         money_args.append((value, currency))
@@ -1175,7 +1176,7 @@ SOURCE_BENCHES = (
         convert=woocommerce.WooCommerceWebhooks().convert,
         module=woocommerce,
         parse=woocommerce.parse_order,
-        parse_label="json.loads(parse_float=Decimal) + WooOrder.model_validate",
+        parse_label="WooOrder.model_validate_json",
         parse_attr="parse_order",
         parse_stub=_same,
         normalisers=("normalize_phone", "normalize_country"),
@@ -1191,7 +1192,7 @@ SOURCE_BENCHES = (
         convert=stripe.StripeWebhooks().convert,
         module=stripe,
         parse=stripe.PaymentIntentEvent.validate_json,
-        parse_label="StripeEvent[StripePaymentIntent] validate_json",
+        parse_label="PaymentIntentEvent.validate_json, a TypedDict",
         parse_attr="PaymentIntentEvent",
         parse_stub=lambda lookup: SimpleNamespace(validate_json=lookup),
         normalisers=("normalize_phone", "normalize_country"),
@@ -1207,7 +1208,7 @@ SOURCE_BENCHES = (
         convert=paypal.PayPalWebhooks().convert,
         module=paypal,
         parse=_paypal_capture,
-        parse_label="CaptureEvent.model_validate_json",
+        parse_label="parse_event(body, CaptureEvent), a TypedDict",
         parse_attr="parse_event",
         parse_stub=lambda lookup: lambda body, _model: lookup(body),
         normalisers=("normalize_phone",),
@@ -1807,7 +1808,7 @@ class MemoryState:
     def __init__(self) -> None:
         self.orders: dict[str, StoredItem] = {}
         self.customers: dict[str, dict[str, StoredItem]] = {}  # customer id -> sk -> item
-        self.crm_ids: dict[tuple[str, str, str], str] = {}
+        self.recorded: dict[tuple[str, str, str], str] = {}
         self.lineage: dict[tuple[str, str, str, str], dict[str, Any]] = {}
 
     def get_order(self, external_id: str) -> StoredItem | None:
@@ -1823,7 +1824,13 @@ class MemoryState:
         return list(self.customers.get(customer_id, {}).values())
 
     def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
-        self.crm_ids[(pk, backend, object_type)] = crm_id
+        self.recorded[(pk, backend, object_type)] = crm_id
+
+    def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
+        return {kind: crm_id for (key, name, kind), crm_id in self.recorded.items() if (key, name) == (pk, backend)}
+
+    def merged_into(self, customer_id: str) -> str | None:
+        return None  # the batch names no merged customer
 
     def record_lineage(self, pk: str, at: str, receipt_id: str, entry: dict[str, Any]) -> None:
         self.lineage[(pk, at, receipt_id, entry.get("step", ""))] = entry

@@ -480,12 +480,14 @@ class PayPalDispute(TypedDict):
 
 
 class _Event(TypedDict):
-    """The envelope every PayPal webhook shares (its `summary` and `resource_version` are never read: not parsed)."""
+    """The envelope every PayPal webhook shares."""
 
     id: Id
     event_type: Id
     create_time: AwareDatetime
     resource_type: NotRequired[str | None]
+    resource_version: NotRequired[str | None]
+    summary: NotRequired[str | None]
     links: NotRequired[tuple[PayPalLink, ...]]
 
 
@@ -538,17 +540,18 @@ _NO_PHONE = PayPalPhone()
 _NO_OUTCOME = PayPalDisputeOutcome()
 
 
+# A validator per event type, built on first use: ingest imports this module only to verify signatures.
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
+
+
 def parse_event[EventT: _Event](body: bytes, model: type[EventT]) -> EventT:
     """Validate a raw webhook body as one of the event TypedDicts; pydantic.ValidationError says what does not fit."""
     adapter = _ADAPTERS.get(model)
-    if adapter is None:  # built on first use: ingest imports this module only to verify signatures
+    if adapter is None:
         adapter = _ADAPTERS[model] = TypeAdapter(model)
     # The validator itself: TypeAdapter.validate_json adds a Python frame and keyword plumbing to each call.
     event: EventT = adapter.validator.validate_json(body)
     return event
-
-
-_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
 
 
 def is_sandbox(event: _Event, resource_links: Sequence[PayPalLink] = ()) -> bool:

@@ -302,7 +302,7 @@ def order_to_canonical(order: ShopifyOrder, *, receipt_id: str) -> tuple[Custome
             "presentment_total": _presentment_total(order),
             "subtotal": None if subtotal is None else _money(subtotal, currency),
             "total_tax": None if tax is None else _money(tax, currency),
-            "total_discounts": (None if discounts is None else _money(discounts, currency)),
+            "total_discounts": None if discounts is None else _money(discounts, currency),
             "total_shipping": _shipping(order, currency),
             "refunded": _refunded(order, currency),
             "line_items": [
@@ -332,15 +332,7 @@ def order_to_canonical(order: ShopifyOrder, *, receipt_id: str) -> tuple[Custome
 
 def _customer(order: ShopifyOrder, email: str | None, customer_id: str | None, receipt_id: str) -> Customer:
     shopper = order.customer or _NOBODY
-    address = (
-        order.billing_address
-        if _filled(order.billing_address)
-        else order.shipping_address
-        if _filled(order.shipping_address)
-        else shopper.default_address
-        if _filled(shopper.default_address)
-        else None
-    )
+    address = _first_filled(order.billing_address, order.shipping_address, shopper.default_address)
     from_address = address or _NOWHERE
     return Customer.of(
         {
@@ -404,11 +396,7 @@ def _refund_succeeded(tx: ShopifyTransaction) -> bool:
 
 
 def _refunded(order: ShopifyOrder, currency: str) -> Money | MoneyFields | None:
-    refunds = (
-        [tx for refund in order.refunds for tx in refund.get("transactions", ()) if _refund_succeeded(tx)]
-        if order.refunds
-        else ()
-    )
+    refunds = [tx for refund in order.refunds for tx in refund.get("transactions", ()) if _refund_succeeded(tx)]
     # Refund transactions are in the buyer's currency; they can be summed directly only when that is the shop's.
     if refunds and all((tx.get("currency") or currency).upper() == currency for tx in refunds):
         return _sum([tx["amount"] for tx in refunds], currency)
@@ -467,8 +455,7 @@ def _paid_back(refund: ShopifyRefundResource, succeeded: list[ShopifyTransaction
     currencies = {(tx.get("currency") or _shop_currency(refund)).upper() for tx in succeeded}
     if len(currencies) != 1:
         raise ValueError(f"refund {refund.id} has successful transactions in several currencies: {sorted(currencies)}")
-    currency = currencies.pop()
-    return _sum([tx["amount"] for tx in succeeded], currency)
+    return _sum([tx["amount"] for tx in succeeded], currencies.pop())
 
 
 def _priced_back(refund: ShopifyRefundResource) -> Money | MoneyFields:
@@ -597,6 +584,13 @@ def _address(address: ShopifyAddress) -> AddressFields:
     }
 
 
+def _first_filled(*addresses: ShopifyAddress | None) -> ShopifyAddress | None:
+    for address in addresses:
+        if _filled(address):
+            return address
+    return None
+
+
 def _filled(address: ShopifyAddress | None) -> bool:
     # Every ShopifyAddress field is optional text, so "filled" means any of them holds more than blanks.
     if address:
@@ -614,6 +608,7 @@ def _money(amount: str | Decimal, currency: str) -> Money | MoneyFields:
 
 
 def _sum(amounts: Sequence[str], currency: str, less: Sequence[str] = ()) -> Money | MoneyFields:
+    """Σ amounts - Σ less as Money's fields (see _money)."""
     units = _sum_units(amounts, currency, less)
     return {"amount": units, "currency": currency} if units else zero(currency)
 

@@ -289,7 +289,7 @@ def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | 
                     # text.
                     "title": html.unescape(item.name),
                     "quantity": item.quantity,
-                    "unit_price": _money(_unit_price(item, currency, quantum), currency),
+                    "unit_price": _money(_unit_price(item, quantum), currency),
                     "total_discount": _money(item.subtotal - item.total, currency),
                 }
                 for item in order.line_items
@@ -384,7 +384,8 @@ def _status(order: WooOrder, woo: str) -> OrderStatus:
     return status
 
 
-def _unit_price(item: WooLineItem, currency: str, quantum: Decimal) -> Decimal:
+def _unit_price(item: WooLineItem, quantum: Decimal) -> Decimal:
+    """The line subtotal / quantity, rounded half-even to the minor unit (`quantum`)."""
     return (item.subtotal / max(1, item.quantity)).quantize(quantum, rounding=ROUND_HALF_EVEN)
 
 
