@@ -30,6 +30,7 @@ from crmsync.models import (
     RefundFields,
     RefundStatus,
     minor_units,
+    zero,
 )
 
 PAIRS = [
@@ -215,8 +216,25 @@ def test_entities_and_customers_build_alike() -> None:
         ("4500", "JPY", 4500),
         ("-0.5", "KWD", -500),
         (Decimal("1.10"), "EUR", 110),
+        (Decimal("-0.50"), "USD", -50),
         (3, "USD", 300),
+        ("\u0661\u0662.\u0665\u0660", "USD", 1250),  # Arabic-Indic digits: read as Decimal reads them
+        (".50", "USD", 50),
+        ("12.", "JPY", 12),
     ],
 )
 def test_minor_units_is_what_from_decimal_stores(value: str | int | Decimal, currency: str, units: int) -> None:
     assert minor_units(value, currency) == units == Money.from_decimal(value, currency).amount
+
+
+@pytest.mark.parametrize("value", ["\u00b2.00", "1.\u00b2\u00b2", "1 000.00", "+-1.00"])
+def test_digits_int_would_refuse_are_refused_as_before(value: str) -> None:
+    # Given a superscript (isdigit() but no decimal digit) or other text / Then the Decimal path refuses it, as before
+    with pytest.raises(ValueError, match="not a"):
+        minor_units(value, "USD")
+
+
+def test_zero_is_one_shared_money_per_currency() -> None:
+    assert zero("EUR") is zero("EUR")
+    assert zero("EUR") == Money(amount=0, currency="EUR")
+    assert zero("jpy") == Money(amount=0, currency="JPY")

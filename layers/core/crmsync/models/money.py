@@ -40,11 +40,12 @@ def minor_units(value: str | int | Decimal, currency: str) -> int:
     currency code itself is not checked here: Money checks it (an unknown but well-formed code has 2 decimals)."""
     places = _EXPONENTS.get(currency.upper(), 2)
     if type(value) is str:
-        # The shape sources send, read without a regex: unsigned ASCII digits with exactly the currency's decimals.
+        # The shape sources send, read without a regex: unsigned digits with exactly the currency's decimals. (Digits of
+        # other scripts are read as Decimal reads them: isdecimal() takes exactly what int() and Decimal() take.)
         whole, _, fraction = value.partition(".")
         if len(fraction) == places:
             digits = whole + fraction
-            if digits.isdigit() and digits.isascii():
+            if digits.isdecimal():
                 return int(digits)
         plain = _PLAIN_AMOUNT.fullmatch(value)
         if plain is not None:
@@ -70,7 +71,7 @@ def minor_units(value: str | int | Decimal, currency: str) -> int:
         whole, _, fraction = str(value).partition(".")
         if len(fraction) == places:
             digits = whole + fraction
-            if digits.isdigit() and digits.isascii():
+            if digits.isdecimal():
                 return int(digits)
     _, coefficient, exponent = value.as_tuple()
     if not isinstance(exponent, int):
