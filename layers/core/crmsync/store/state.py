@@ -104,6 +104,20 @@ class StateStore:
             raise translate(exc) from exc
         return True
 
+    def _items(self, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a query or scan, page after page."""
+        items: list[dict[str, Any]] = []
+        kwargs["TableName"] = self.table
+        try:
+            while True:
+                page = getattr(self._ddb, operation)(**kwargs)
+                items.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return items
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
     # --- reads ----------------------------------------------------------------------------------
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         try:
@@ -123,26 +137,13 @@ class StateStore:
 
     def customer_entities(self, customer_id: str) -> list[tuple[str, StoredItem]]:
         """(kind, item) of every order, payment, refund and dispute linked to the customer."""
-        found: list[tuple[str, StoredItem]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": "by-customer",
-            "KeyConditionExpression": "customer_id = :c",
-            "ExpressionAttributeValues": {":c": {"S": customer_id}},
-        }
-        try:
-            while True:
-                page = self._ddb.query(**kwargs)
-                found.extend(
-                    (i["pk"]["S"].split("#", 1)[0], _stored(i))
-                    for i in page.get("Items", [])
-                    if i["sk"]["S"] == "STATE"
-                )
-                if "LastEvaluatedKey" not in page:
-                    return found
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
+        items = self._items(
+            "query",
+            IndexName="by-customer",
+            KeyConditionExpression="customer_id = :c",
+            ExpressionAttributeValues={":c": {"S": customer_id}},
+        )
+        return [(i["pk"]["S"].split("#", 1)[0], _stored(i)) for i in items if i["sk"]["S"] == "STATE"]
 
     # --- payment links and notices --------------------------------------------------------------
     def put_links(self, refs: list[str], target: str) -> None:
@@ -176,22 +177,13 @@ class StateStore:
 
     def customer_items(self, customer_id: str) -> list[StoredItem]:
         """Every source's view of one customer (SRC# items)."""
-        items: list[StoredItem] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :src)",
-            "ExpressionAttributeValues": {":pk": {"S": f"CUSTOMER#{customer_id}"}, ":src": {"S": "SRC#"}},
-            "ConsistentRead": True,
-        }
-        try:
-            while True:
-                page = self._ddb.query(**kwargs)
-                items.extend(_stored(i) for i in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return items
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
+        items = self._items(
+            "query",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :src)",
+            ExpressionAttributeValues={":pk": {"S": f"CUSTOMER#{customer_id}"}, ":src": {"S": "SRC#"}},
+            ConsistentRead=True,
+        )
+        return [_stored(i) for i in items]
 
     # --- identity links -------------------------------------------------------------------------
     def lookup_identity(self, key: str) -> str | None:
@@ -261,23 +253,14 @@ class StateStore:
 
     def customer_index(self, customer_id: str) -> list[tuple[str, str]]:
         """(pk, sk) of every item the by-customer index holds for the customer: entities and identity links."""
-        keys: list[tuple[str, str]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": "by-customer",
-            "KeyConditionExpression": "customer_id = :c",
-            "ExpressionAttributeValues": {":c": {"S": customer_id}},
-            "ProjectionExpression": "pk, sk",
-        }
-        try:
-            while True:
-                page = self._ddb.query(**kwargs)
-                keys.extend((i["pk"]["S"], i["sk"]["S"]) for i in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return keys
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
+        items = self._items(
+            "query",
+            IndexName="by-customer",
+            KeyConditionExpression="customer_id = :c",
+            ExpressionAttributeValues={":c": {"S": customer_id}},
+            ProjectionExpression="pk, sk",
+        )
+        return [(i["pk"]["S"], i["sk"]["S"]) for i in items]
 
     def reassign(self, pk: str, sk: str, loser: str, survivor: str) -> None:
         """Point an entity or identity link of `loser` at `survivor`; a no-op if it already moved or is gone."""
@@ -323,22 +306,13 @@ class StateStore:
 
     def lineage(self, pk: str) -> list[dict[str, Any]]:
         """The entity's history, oldest first."""
-        entries: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :l)",
-            "ExpressionAttributeValues": {":pk": {"S": pk}, ":l": {"S": "LINEAGE#"}},
-            "ConsistentRead": True,
-        }
-        try:
-            while True:
-                page = self._ddb.query(**kwargs)
-                entries.extend(json.loads(i["data"]["S"]) for i in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return entries
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
+        items = self._items(
+            "query",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :l)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":l": {"S": "LINEAGE#"}},
+            ConsistentRead=True,
+        )
+        return [json.loads(i["data"]["S"]) for i in items]
 
     # --- CRM ids --------------------------------------------------------------------------------
     def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
@@ -488,22 +462,13 @@ class StateStore:
 
     def customers_with_source(self, source: str) -> list[str]:
         """Ids of the customers one source has a view of (a scan: for shop/redact, which erases a whole shop)."""
-        found: set[str] = set()
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "begins_with(pk, :c) AND begins_with(sk, :s)",
-            "ExpressionAttributeValues": {":c": {"S": "CUSTOMER#"}, ":s": {"S": f"SRC#{source}#"}},
-            "ProjectionExpression": "pk",
-        }
-        try:
-            while True:
-                page = self._ddb.scan(**kwargs)
-                found.update(i["pk"]["S"].removeprefix("CUSTOMER#") for i in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return sorted(found)
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
+        items = self._items(
+            "scan",
+            FilterExpression="begins_with(pk, :c) AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":c": {"S": "CUSTOMER#"}, ":s": {"S": f"SRC#{source}#"}},
+            ProjectionExpression="pk",
+        )
+        return sorted({i["pk"]["S"].removeprefix("CUSTOMER#") for i in items})
 
     def record_erasure(self, erasure_id: str, part: str, document: dict[str, Any]) -> None:
         """Write one part of an erasure's record: "ERASURE" (the proof) or "PLAN" (what is left to erase)."""
