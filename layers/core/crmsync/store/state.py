@@ -196,51 +196,43 @@ class StateStore:
 
     def link_identity(self, key: str, customer_id: str, reason: str) -> str:
         """Link key -> customer id unless already linked; returns the customer id the key ends up with."""
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": f"IDENTITY#{key}"},
+            "sk": {"S": "IDENTITY"},
+            "customer_id": {"S": customer_id},
+            "reason": {"S": reason},
+        }
+        if self._put_first(item):
+            return customer_id
+        return self.lookup_identity(key) or customer_id
+
+    def _put_first(self, item: dict[str, AttributeValueTypeDef]) -> bool:
+        """Write the item unless one with its key exists (first writer wins); False when it did."""
         try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": f"IDENTITY#{key}"},
-                    "sk": {"S": "IDENTITY"},
-                    "customer_id": {"S": customer_id},
-                    "reason": {"S": reason},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self._ddb.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
             error = translate(exc)
-            if not isinstance(error, ConditionFailed):
-                raise error from exc
-            existing = self.lookup_identity(key)
-            return existing or customer_id
+            if isinstance(error, ConditionFailed):
+                return False
+            raise error from exc
         except BotoCoreError as exc:
             raise translate(exc) from exc
-        return customer_id
+        return True
 
     # --- merges ---------------------------------------------------------------------------------
     def mark_merged(self, loser: str, survivor: str, reason: str, receipt_id: str, at: str) -> str:
         """Record that `loser` is merged into `survivor` unless it already is; returns the survivor on record."""
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": f"MERGED#{loser}"},
-                    "sk": {"S": "MERGED"},
-                    "survivor": {"S": survivor},
-                    "reason": {"S": reason},
-                    "receipt_id": {"S": receipt_id},
-                    "at": {"S": at},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if not isinstance(error, ConditionFailed):
-                raise error from exc
-            return self.merged_into(loser) or survivor
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return survivor
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": f"MERGED#{loser}"},
+            "sk": {"S": "MERGED"},
+            "survivor": {"S": survivor},
+            "reason": {"S": reason},
+            "receipt_id": {"S": receipt_id},
+            "at": {"S": at},
+        }
+        if self._put_first(item):
+            return survivor
+        return self.merged_into(loser) or survivor
 
     def merged_into(self, customer_id: str) -> str | None:
         """The customer this one was merged into (one step), if it was."""
