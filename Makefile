@@ -13,7 +13,7 @@ PYTEST_ARGS   ?=
 export SAM_CLI_TELEMETRY := 0
 export CRMSYNC_PORT
 
-.PHONY: help install run send-sample dlq redrive replay hubspot-setup hubspot-fake salesforce-fake test test-unit test-integration test-e2e lint format typecheck validate build deploy bench clean
+.PHONY: help install run send-sample dlq redrive replay hubspot-setup hubspot-fake salesforce-fake test test-unit test-integration test-e2e fuzz lint format typecheck validate build deploy bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,9 @@ test-integration: install ## Handler tests on moto, in-process
 
 test-e2e: install ## End-to-end tests against a real local stack on free ports
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+fuzz: install ## Security fuzzing with fresh random examples, 10x as many as make test's fixed draw (slow)
+	CRMSYNC_FUZZ=explore $(PY) -m pytest tests/security -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check .

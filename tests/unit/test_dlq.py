@@ -144,6 +144,7 @@ def test_a_redrive_of_all_stops_at_its_limit_and_says_there_is_more():
     [
         ("not json", {"format": "text"}),
         ("[1]", {"format": "list"}),
+        ("[" * 100_000 + "]" * 100_000, {"format": "text"}),  # deeper than json's stack: still listed
         (
             json.dumps({"receipt_id": "r", "source": "shopify", "topic": "orders/create", "secret": "x"}),
             {"receipt_id": "r", "source": "shopify", "topic": "orders/create"},

@@ -3,6 +3,7 @@ and how requests are checked."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -201,7 +202,8 @@ def test_receipt_ids_are_found_through_their_receipts(world):
 def test_a_token_round_trips_and_a_forged_one_is_refused():
     token = Token("rpl_1", "raw/shopify/2026/11/20/abc", WINDOW)
     assert Token.decode(token.encode()) == token
-    for forged in ("", "not-a-token", token.encode()[:-3], "eyJ2IjoyfQ"):
+    nested = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode()  # deeper than json's stack
+    for forged in ("", "not-a-token", token.encode()[:-3], "eyJ2IjoyfQ", nested):
         with pytest.raises(BadReplay):
             Token.decode(forged)
 

@@ -16,7 +16,6 @@ the rare double (a delete that failed after a send that worked) does no harm.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from crmsync import jsontext
 from crmsync.deadline import Deadline
 from crmsync.failures import RecordedError, recorded_error, without_failure_attributes
 from crmsync.observability import logger
@@ -168,7 +168,7 @@ def summarize(body: str) -> dict[str, Any]:
     """What a DLQ message is about, without its data (which may be personal): the ingest message's pointer fields, or
     an EventBridge event's type and entity key."""
     try:
-        document = json.loads(body)
+        document = jsontext.loads(body)
     except ValueError:
         return {"format": "text"}
     if not isinstance(document, dict):

@@ -7,7 +7,6 @@ sender's retry is processed instead of being taken for a duplicate.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 import uuid
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote_from_bytes
 
+from crmsync import jsontext
 from crmsync.messages import IngestMessage
 from crmsync.observability import logger, metrics
 from crmsync.sources.base import SignatureError
@@ -123,11 +123,11 @@ def accept_webhook(request: WebhookRequest, deps: IngestDeps) -> WebhookAnswer:
     if isinstance(signed, WebhookAnswer):
         return signed
     try:
-        payload = json.loads(request.body)
+        payload = jsontext.loads(request.body)
+    except jsontext.NestedTooDeeply:
+        return error(400, "body is nested too deeply")
     except ValueError:
         return error(400, "body is not JSON")
-    except RecursionError:  # valid JSON, but nested deeper than the parser's stack (a signed sender never does that)
-        return error(400, "body is nested too deeply")
     topic = source.topic(request.headers, payload)
     if not topic:
         return error(400, "missing topic")

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Protocol, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from crmsync import jsontext
 from crmsync.deadline import Deadline
 from crmsync.messages import IngestMessage
 from crmsync.observability import logger
@@ -144,7 +145,7 @@ class Token:
     def decode(cls, text: str) -> Token:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            document = json.loads(raw)
+            document = jsontext.loads(raw)
             if not isinstance(document, dict) or document.get("v") != TOKEN_VERSION:
                 raise ValueError("unknown token version")
             window = Window(

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from crmsync import jsontext
 from crmsync.messages import DetailType
 from crmsync.models import Address, Customer, Money, Order, OrderStatus
 from crmsync.models.customer import normalize_phone
@@ -125,7 +126,7 @@ def _rows(text: str, fmt: Literal["csv", "jsonl"]) -> list[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            found.append((number, json.loads(line)))
+            found.append((number, jsontext.loads(line)))
         except ValueError:
             found.append((number, None))
     return found
