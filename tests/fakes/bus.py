@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from random import Random
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from crmsync.store.bus import MAX_ENTRIES, SOURCE
+from crmsync.store.bus import MAX_CALL_BYTES, SOURCE, calls
 from crmsync.store.errors import StoreError
 from tests.fakes.faults import FakeClock, Faults, check, check_after, rng_of
 from tests.fakes.template import rule_pattern
@@ -46,7 +46,7 @@ class MemoryBus:
     up to ten entries, before it (nothing of that call published) or after it (published, caller sees an
     error). An entry whose detail is not a JSON object is rejected alone (MalformedDetail) while the rest of
     its call is published, as EventBridge does; an entry over 256 KB fails its whole call.
-    `max_request_bytes` optionally also limits the sum of one call's entries.
+    A call whose entries sum over `max_request_bytes` (EventBridge's 256 KB unless told) fails whole.
     """
 
     def __init__(
@@ -59,7 +59,7 @@ class MemoryBus:
         source: str = SOURCE,
         account: str = "123456789012",
         region: str = "us-east-1",
-        max_request_bytes: int | None = None,
+        max_request_bytes: int | None = MAX_CALL_BYTES,
     ) -> None:
         self.faults = faults
         self.clock = clock or FakeClock()
@@ -118,8 +118,8 @@ class MemoryBus:
     # --- EventBus ---------------------------------------------------------------------------------------
     def publish(self, events: Sequence[tuple[str, str]]) -> None:
         """Publish (detail-type, detail JSON) pairs; raises StoreError when any entry is rejected."""
-        for start in range(0, len(events), MAX_ENTRIES):
-            self._put_events(events[start : start + MAX_ENTRIES])
+        for run in calls(events, self.source):
+            self._put_events(run)
 
     def _put_events(self, chunk: Sequence[tuple[str, str]]) -> None:
         with self._lock:

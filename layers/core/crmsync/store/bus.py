@@ -1,4 +1,5 @@
-"""Publishing domain events to the EventBridge bus, ten entries a call, failing loudly on any rejected entry."""
+"""Publishing domain events to the EventBridge bus, ten entries and 256 KB a call, failing loudly on any rejected
+entry."""
 
 from __future__ import annotations
 
@@ -17,6 +18,29 @@ if TYPE_CHECKING:
 
 SOURCE = "crmsync"
 MAX_ENTRIES = 10
+# PutEvents refuses a whole call over 256 KB, counted as AWS documents ("Calculating PutEvents event entry size"):
+# the UTF-8 bytes of Source, DetailType and Detail (plus Resources and 14 for Time, which crmsync does not send).
+MAX_CALL_BYTES = 256 * 1024
+
+
+def entry_size(source: str, detail_type: str, detail: str) -> int:
+    return len(source.encode()) + len(detail_type.encode()) + len(detail.encode())
+
+
+def calls(events: Sequence[tuple[str, str]], source: str) -> list[Sequence[tuple[str, str]]]:
+    """Consecutive runs of `events`, each within PutEvents' entry count and size; an entry over the size alone
+    travels by itself (and EventBridge's refusal of it fails loudly, as any rejected entry does)."""
+    runs: list[Sequence[tuple[str, str]]] = []
+    start, size = 0, 0
+    for index, (detail_type, detail) in enumerate(events):
+        entry = entry_size(source, detail_type, detail)
+        if index > start and (index - start == MAX_ENTRIES or size + entry > MAX_CALL_BYTES):
+            runs.append(events[start:index])
+            start, size = index, 0
+        size += entry
+    if start < len(events):
+        runs.append(events[start:])
+    return runs
 
 
 @dataclass(frozen=True)
@@ -28,10 +52,10 @@ class EventBus:
     def publish(self, events: Sequence[tuple[str, str]]) -> None:
         """Publish (detail-type, detail JSON) pairs; raises StoreError when any entry is rejected."""
         client = self.client or clients.events()
-        for start in range(0, len(events), MAX_ENTRIES):
+        for run in calls(events, self.source):
             entries: list[PutEventsRequestEntryTypeDef] = [
                 {"EventBusName": self.name, "Source": self.source, "DetailType": detail_type, "Detail": detail}
-                for detail_type, detail in events[start : start + MAX_ENTRIES]
+                for detail_type, detail in run
             ]
             try:
                 answer = client.put_events(Entries=entries)
