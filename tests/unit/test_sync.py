@@ -19,7 +19,7 @@ from crmsync.messages import DomainEvent, IngestMessage
 from crmsync.observability import logger
 from crmsync.sync import reconcile
 from crmsync.sync.clients import HttpResponse, RateLimiter, WooCommerceClient
-from crmsync.sync.importer import parse_file
+from crmsync.sync.importer import BadImport, parse_file
 from crmsync.sync.jobs import BackfillRequest, SyncDeps, handle_message, job_view, start_backfill
 from crmsync.sync.sync_import import start_import
 from crmsync.sync.wiring import IMPORT_PREFIX
@@ -237,6 +237,23 @@ def test_a_jsonl_line_nested_deeper_than_the_parser_is_a_bad_row_not_a_crash():
     # When it is parsed, Then the first row is valid and the second is reported by line
     parsed = parse_file(text, "jsonl")
     assert (len(parsed.rows), [(e.line, e.reason) for e in parsed.errors]) == (1, [(2, "not a JSON object")])
+
+
+def test_a_csv_with_old_mac_line_endings_is_read_like_any_other():
+    # Given a CSV whose lines end in a bare \r (found by the OpenAPI fuzzer: it used to be a 502)
+    text = "type,id,updated_at,email\rcustomer,c1,2026-01-01T00:00:00Z,a@example.com\r"
+    # When parsed, Then its one row is valid
+    parsed = parse_file(text, "csv")
+    row = {"type": "customer", "id": "c1", "updated_at": "2026-01-01T00:00:00Z", "email": "a@example.com"}
+    assert (parsed.rows, parsed.errors) == ([row], [])
+
+
+def test_a_csv_the_csv_module_cannot_read_is_refused_with_the_line():
+    # Given a CSV with a field over the csv module's 128 KiB limit on line 2
+    text = "type,id\ncustomer," + "x" * 200_000 + "\n"
+    # When parsed, Then the whole file is refused, naming the line
+    with pytest.raises(BadImport, match=r"line 2: not readable as CSV \(field larger than field limit"):
+        parse_file(text, "csv")
 
 
 def test_import_reports_each_bad_row_and_reimport_is_idempotent():

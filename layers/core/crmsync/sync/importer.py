@@ -117,10 +117,14 @@ def _reasons(exc: ValidationError) -> str:
 
 def _rows(text: str, fmt: Literal["csv", "jsonl"]) -> list[tuple[int, Any]]:
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "type" not in reader.fieldnames:
-            raise BadImport("the CSV header must name the columns, with a `type` column")
-        return [(reader.line_num, dict(row)) for row in reader]
+        # newline="" lets the csv module read \r, \n and \r\n endings and newlines inside quoted fields itself
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            if not reader.fieldnames or "type" not in reader.fieldnames:
+                raise BadImport("the CSV header must name the columns, with a `type` column")
+            return [(reader.line_num, dict(row)) for row in reader]
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            raise BadImport(f"line {reader.line_num + 1}: not readable as CSV ({exc})") from exc
     found: list[tuple[int, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
