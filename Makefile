@@ -13,7 +13,7 @@ PYTEST_ARGS   ?=
 export SAM_CLI_TELEMETRY := 0
 export CRMSYNC_PORT
 
-.PHONY: help install run send-sample dlq redrive replay hubspot-setup hubspot-fake salesforce-fake test test-unit test-integration test-e2e fuzz lint format typecheck validate build deploy bench clean
+.PHONY: help install run send-sample demo-reconcile dlq redrive replay hubspot-setup hubspot-fake salesforce-fake test test-unit test-integration test-e2e fuzz lint format typecheck validate build deploy bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ run: install ## Start the local stack (ministack + sam build + sam deploy) on ht
 
 send-sample: install ## Send a signed sample webhook to the running local stack (SOURCE=shopify|woocommerce|stripe)
 	$(PY) local/send_sample.py
+
+demo-reconcile: install ## On the running local stack: reconcile drift against a local shop, backfill records/s (RECORDS=2000)
+	$(PY) -m local.demo $(if $(RECORDS),--records $(RECORDS))
 
 # Operator tools (local/ops.py) through the API with the operator key: the running local stack's by default, or
 # CRMSYNC_URL + CRMSYNC_API_KEY (e.g. a stack in AWS). QUEUE is ingest-dlq, crm-dlq, events-dlq or rules-dlq.

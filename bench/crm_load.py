@@ -25,6 +25,11 @@ What runs, all in-process (no socket, no real sleep):
   STATE_LATENCY_S; the adapters' waits (budget, 429, backoff) sleep on that clock. The tasks (producer, scaler,
   pollers) are threads of which exactly one runs at a time, in simulated-time order, so a run is deterministic.
 
+Flusher mode (`run_load(..., flusher=flusher_source(D))`): the same load with CRM_FLUSH_DELAY_SECONDS=D, so the writer
+handler marks the touched records dirty (tests.fakes.dirty.MemoryDirty, each call STATE_LATENCY_S) and the real
+`flusher.app.lambda_handler` runs on the FlusherFunction's schedule (template.yaml), each run its own task, with the
+same adapters, rate budget and state; an event's flush delay ends when its record is cleared after its mark.
+
 The minimum is the issue's: Σ over object types ⌈distinct records / 100⌉ (HubSpot; 200 for Salesforce) plus
 ⌈distinct deal-contact pairs / 100 (200)⌉, for the whole load. Context: what an ideal flusher that writes everything
 pending every D seconds would need (a time-aware floor), for D = the batching window and longer. bench/README.md
@@ -86,6 +91,7 @@ from crmsync.crm.salesforce import (  # noqa: E402
 )
 from crmsync.crm.transport import HttpResponse  # noqa: E402
 from crmsync.failures import DeadLetterer, RetryPolicy  # noqa: E402
+from crmsync.flusher import FlusherDeps, FlushPolicy  # noqa: E402
 from crmsync.mapping import Mapping as CrmMapping  # noqa: E402
 from crmsync.mapping import load_mapping  # noqa: E402
 from crmsync.messages import DomainEvent  # noqa: E402
@@ -95,16 +101,19 @@ from crmsync.store.rate_budget import RateBudget  # noqa: E402
 from crmsync.store.state import Versioned  # noqa: E402
 from crmsync.views import customer_view, order_view  # noqa: E402
 from crmsync.writer import WriterDeps  # noqa: E402
+from flusher import app as flusher_app  # noqa: E402
 from local import hubspot_spec  # noqa: E402
 from local.hubspot_fake import FakeHubSpot, Record  # noqa: E402
 from local.salesforce_fake import FakeSalesforce, _InProcessAdapter  # noqa: E402
 from tests.fakes import FakeClock, MemoryBus, MemoryState, SqsSimulator  # noqa: E402
+from tests.fakes.dirty import MemoryDirty  # noqa: E402
 from tests.fakes.template import TEMPLATE, queue_settings  # noqa: E402
 
 if TYPE_CHECKING:
     from bench.run import Figure
     from crmsync.crm.port import CrmPort
     from crmsync.settings import Settings
+    from crmsync.store.dirty import DirtyStore
     from crmsync.store.queue import QueueMessage
     from crmsync.store.state import StateStore
 
@@ -131,6 +140,15 @@ SALESFORCE_LIMIT = 200  # records per sObject Collections request
 SHARE_429_GOAL = 0.01
 CALLS_GOAL = 1.1
 IDEAL_WINDOWS_S = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+# The flusher mode (CRM_FLUSH_DELAY_SECONDS): the delays `make bench` runs, the smallest one that met both goals for
+# HubSpot first (bench/README.md, "CRM load": `python bench/crm_load.py --flusher-delays 30,60,90,120` finds it).
+FLUSH_DELAYS_S = (45.0, 120.0)
+# ... and, next to them, a FlushPolicy alternative that reached 1.0x on both CRMs at every phase (--sweep).
+FLUSH_ALTERNATIVES: tuple[tuple[float, dict[str, Any]], ...] = ((120.0, {"all_when_due": True}),)
+# When the flusher's schedule first fires after the burst starts (EventBridge picks the phase of a rate schedule):
+# mid-tick for `make bench`; `--sweep` runs every phase of FLUSH_PHASES_S.
+FLUSH_FIRST_S = 30.0
+FLUSH_PHASES_S = (15.0, 30.0, 45.0, 60.0)
 START = 1_795_000_000.0  # simulated epoch seconds
 TOKEN = "bench-token"  # noqa: S105 - the fake portal's, not a secret
 SF_URL = "https://bench.my.salesforce.com"
@@ -172,6 +190,40 @@ def crm_queue_source() -> QueueSource:
         max_receive_count=queue.max_receive_count or 5,
         backoff_s=int(document["Parameters"]["RetryBackoffSeconds"]["Default"]),
         max_concurrency=int((source.get("ScalingConfig") or {}).get("MaximumConcurrency") or MAX_POLLERS),
+    )
+
+
+@dataclass(frozen=True)
+class FlusherSource:
+    """The flusher mode: the CRM writer only marks the touched records dirty, and the FlusherFunction (template.yaml:
+    its schedule and timeout) writes those dirty for `delay_s` (CRM_FLUSH_DELAY_SECONDS)."""
+
+    delay_s: float
+    tick_s: float  # the schedule's rate
+    timeout_s: float
+    first_s: float  # the schedule's first run, in seconds after the burst starts (its phase: 0 < first_s <= tick_s)
+    policy: tuple[tuple[str, Any], ...] = ()  # FlushPolicy fields other than the defaults (--what-if)
+
+    @property
+    def label(self) -> str:
+        return f"flusher_{self.delay_s:g}s" + "".join(f"_{k}" for k, v in self.policy if v is True)
+
+
+_RATE_UNITS = {"minute": 60.0, "minutes": 60.0, "hour": 3600.0, "hours": 3600.0, "day": 86400.0, "days": 86400.0}
+
+
+def flusher_source(delay_s: float, first_s: float | None = None, **policy: Any) -> FlusherSource:
+    document = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    function = document["Resources"]["FlusherFunction"]["Properties"]
+    rate = str(function["Events"]["FlushSchedule"]["Properties"]["Schedule"])  # "rate(1 minute)"
+    value, unit = rate.removeprefix("rate(").removesuffix(")").split()
+    tick_s = float(value) * _RATE_UNITS[unit]
+    return FlusherSource(
+        delay_s=delay_s,
+        tick_s=tick_s,
+        timeout_s=float(function.get("Timeout") or document["Globals"]["Function"]["Timeout"]),
+        first_s=FLUSH_FIRST_S if first_s is None else first_s,
+        policy=tuple(sorted(policy.items())),
     )
 
 
@@ -564,6 +616,15 @@ class Backend:
 
 
 @dataclass
+class FlushRun:
+    """One invocation of the FlusherFunction's handler, and what it answered (crmsync.flusher.FlushReport)."""
+
+    started: float
+    ended: float
+    report: dict[str, Any]
+
+
+@dataclass
 class LoadRun:
     backend: str
     source: QueueSource
@@ -578,6 +639,12 @@ class LoadRun:
     budget_conflicts: int
     checks: dict[str, int]
     peak_pollers: int
+    flusher: FlusherSource | None = None  # None: today's mode, the CRM writer writes each batch
+    flushes: list[FlushRun] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)  # per event: publication -> the end of the write carrying it
+    left_dirty: int = 0
+    unwritten_events: int = 0  # events whose record no flush cleared after their mark
+    dirty_calls: int = 0
 
 
 BackendFactory = Callable[[SimLoop, FakeClock], tuple["Backend", "BudgetTable | None"]]
@@ -589,10 +656,13 @@ def run_load(
     source: QueueSource,
     pollers: int | None = None,
     max_pollers: int | None = None,
+    flusher: FlusherSource | None = None,
 ) -> LoadRun:
     """Publish the workload's events at their times and let Lambda's pollers (`pollers` at first, at most
     `max_pollers`; by default as AWS scales an SQS event source, within the template's MaximumConcurrency) drain the
-    CRM queue into the real crm_writer handler; returns what happened."""
+    CRM queue into the real crm_writer handler; returns what happened. With `flusher`, the handler runs with
+    CRM_FLUSH_DELAY_SECONDS (it marks records dirty) and the real flusher handler runs on its schedule, each run its
+    own task (a run that outlasts the tick overlaps the next one, which finds the lease taken)."""
     max_pollers = max_pollers or source.max_concurrency
     pollers = min(pollers or LAMBDA_POLLERS, max_pollers)
     wall = time.perf_counter()
@@ -623,6 +693,11 @@ def run_load(
     invocations: list[Invocation] = []
     producing = [True]
     requests_made = itertools.count()
+    dirty = MemoryDirty(clock=loop.now)
+    timed_dirty = TimedState(dirty, loop, STATE_LATENCY_S)  # type: ignore[arg-type]
+    acked: list[tuple[str, float, float]] = []  # flusher mode: (entity#key, published, acknowledged as marked)
+    flushes: list[FlushRun] = []
+    flushing = [0]
 
     def produce() -> None:
         for w in workload.webhooks:
@@ -653,6 +728,11 @@ def run_load(
         done = [] if timed_out else [m for m in batch if m.message_id not in failed]
         queue.delete_batch([m.receipt_handle for m in done])
         delays = [ended - int(m.attributes["SentTimestamp"]) / 1000 for m in done]
+        if flusher is not None:  # marked, not written: the flush that clears the record carries the event
+            for m in done:
+                detail = json.loads(m.body)["detail"]
+                acked.append((f"{detail['entity']}#{detail['key']}", int(m.attributes["SentTimestamp"]) / 1000, ended))
+            delays = []
         invocations.append(Invocation(poller, started, ended, len(batch), len(batch) - len(done), timed_out, delays))
 
     def poll(poller: int) -> None:
@@ -687,16 +767,64 @@ def run_load(
                 for _ in range(min(round(SCALE_UP_PER_MINUTE * SCALE_TICK_S / 60), max_pollers - len(active))):
                     start(next(started))
 
+    def flusher_deps(settings: Settings, context: SimContext) -> FlusherDeps:
+        return FlusherDeps(
+            writer=WriterDeps(state=timed_state, crm=backend.adapter(context), mapping=backend.mapping),
+            dirty=cast("DirtyStore", timed_dirty),
+            failures=dead_letterer,
+            clock=loop.now,
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000 - flusher_app.TIME_RESERVE_SECONDS,
+            source_queue="CrmQueue",
+        )
+
+    def flush_once(run: int) -> None:
+        assert flusher is not None
+        context = SimContext(loop, flusher.timeout_s, 100_000 + run, next(requests_made))
+        started = loop.now()
+        report = flusher_app.lambda_handler({}, cast("Any", context))
+        loop.sleep(0.0)
+        flushes.append(FlushRun(started, loop.now(), report))
+        flushing[0] -= 1
+
+    def schedule() -> None:
+        """The FlusherFunction's schedule: a run every tick from `first_s` after the burst starts, while anything is
+        still to be written (at most an hour)."""
+        assert flusher is not None
+        loop.sleep(START + flusher.first_s - loop.now())
+        for run in itertools.count():
+            if not (producing[0] or len(queue) or dirty.items() or flushing[0]) or loop.now() > START + 3600:
+                return
+            flushing[0] += 1
+            loop.spawn(f"flusher-{run}", lambda run=run: flush_once(run))  # type: ignore[misc]
+            loop.sleep(flusher.tick_s)
+
     active: set[int] = set()
     peak = [0]
     loop.spawn("producer", produce)
     loop.spawn("scaler", scale)
     for poller in range(pollers):
         start(poller)
+    patches = contextlib.ExitStack()
+    if flusher is not None:
+        loop.spawn("schedule", schedule)
+        env = {"CRM_FLUSH_DELAY_SECONDS": f"{flusher.delay_s:.0f}", "CRM_BACKEND": backend.name}
+        patches.enter_context(mock.patch.dict(os.environ, env))
+        patches.enter_context(mock.patch.object(writer_app, "dirty_store", return_value=timed_dirty))
+        patches.enter_context(mock.patch.object(flusher_app, "deps", side_effect=flusher_deps))
+        if flusher.policy:
+            policy, of_settings = dict(flusher.policy), FlushPolicy.from_settings
+            patches.enter_context(
+                mock.patch.object(
+                    FlushPolicy,
+                    "from_settings",
+                    side_effect=lambda s: dataclasses.replace(of_settings(s), **policy),
+                )
+            )
     with _quiet(), backend.during(), mock.patch.object(writer_app, "deps", side_effect=deps), \
-            mock.patch.object(writer_app, "dead_letterer", return_value=dead_letterer):  # fmt: skip
+            mock.patch.object(writer_app, "dead_letterer", return_value=dead_letterer), patches:  # fmt: skip
         loop.run()
-    ends = [i.ended for i in invocations]
+    ends = [i.ended for i in invocations] + [f.ended for f in flushes]
+    delays, unwritten = _flush_delays(dirty, acked) if flusher is not None else ([], 0)
     return LoadRun(
         backend=backend.name,
         source=source,
@@ -711,7 +839,34 @@ def run_load(
         budget_conflicts=budget_table.conflicts if budget_table else 0,
         checks=backend.check(state, workload),
         peak_pollers=peak[0],
+        flusher=flusher,
+        flushes=flushes,
+        delays=delays,
+        left_dirty=len(dirty.items()),
+        unwritten_events=unwritten,
+        dirty_calls=timed_dirty.calls,
     )
+
+
+def _flush_delays(dirty: MemoryDirty, acked: Sequence[tuple[str, float, float]]) -> tuple[list[float], int]:
+    """Per acknowledged event: its publication -> the first clear of its record after the mark that event made (a
+    clear succeeds only when no mark came after the flusher listed the record, so the write it follows read the state
+    the event left). Returns the delays and the events no clear followed."""
+    marks: dict[str, list[float]] = {}
+    clears: dict[str, list[float]] = {}
+    for at, what, key in dirty.log:
+        if what in ("mark", "clear"):
+            (marks if what == "mark" else clears).setdefault(key, []).append(at)
+    delays: list[float] = []
+    unwritten = 0
+    for key, published, acknowledged in acked:
+        made = [at for at in marks.get(key, []) if at <= acknowledged]
+        later = [at for at in clears.get(key, []) if made and at > made[-1]]
+        if later:
+            delays.append(later[0] - published)
+        else:
+            unwritten += 1
+    return delays, unwritten
 
 
 def _event(entity: str, key: str, w: Webhook, data: dict[str, Any]) -> str:
@@ -912,18 +1067,42 @@ def figures_of(run: LoadRun, workload: Workload, make_figure: Callable[..., Figu
     limited = answered[429]
     peak, over = peak_per_window([s.at for s in run.sent])
     sizes = [i.size for i in run.invocations]
-    delays = [d for i in run.invocations for d in i.flush_delays]
+    delays = run.delays if run.flusher else [d for i in run.invocations for d in i.flush_delays]
     ideal = {w: ideal_calls(workload, w, per_call) for w in IDEAL_WINDOWS_S}
     enough = next((w for w, n in ideal.items() if n <= CALLS_GOAL * minimum), None)
     ratio = calls / minimum
     budget, status = f"<= {CALLS_GOAL:g}x", "PASS" if ratio <= CALLS_GOAL else "FAIL"
     name = "HubSpot" if run.backend == "hubspot" else "Salesforce"
     source = run.source
+    flusher = run.flusher
+    prefix = f"crm.{run.backend}" + (f".{flusher.label}" if flusher else "")
+    mode = (
+        f", flusher, delay {flusher.delay_s:g} s" + "".join(f", {k.replace('_', ' ')}" for k, v in flusher.policy if v)
+        if flusher
+        else ""
+    )
+    runs = [f.report for f in run.flushes]
+    writing = [r for r in runs if r.get("written")]
+    if flusher:
+        how = (
+            f"CRM writer: {len(run.invocations)} invocations of {statistics_mean(sizes):.1f} events on average marking "
+            f"their records dirty (BatchSize {source.batch_size}, window {source.window_s:g} s, {LAMBDA_POLLERS} to "
+            f"{run.peak_pollers} concurrent pollers); flusher: CRM_FLUSH_DELAY_SECONDS={flusher.delay_s:g}, a run "
+            f"every {flusher.tick_s:g} s ({len(runs)} runs: {len(writing)} wrote "
+            f"{'/'.join(str(r['written']) for r in writing)} records in "
+            f"{'/'.join(f'{f.ended - f.started:.0f}' for f in run.flushes if f.report.get('written'))} s, "
+            f"{sum(not r.get('lease', True) for r in runs)} found the lease taken)"
+            + (f", policy {dict(flusher.policy)}" if flusher.policy else "")
+        )
+    else:
+        how = (
+            f"{len(run.invocations)} invocations of {statistics_mean(sizes):.1f} events on average (BatchSize "
+            f"{source.batch_size}, max flush delay = batching window {source.window_s:g} s, {LAMBDA_POLLERS} to "
+            f"{run.peak_pollers} concurrent pollers"
+        )
     context = (
         f"{workload.events:,} events ({len(workload.webhooks):,} orders/* webhooks) on {workload.customers:,} contacts "
-        f"+ {workload.orders:,} deals ({workload.pairs:,} deal-contact pairs); {len(run.invocations)} invocations of "
-        f"{statistics_mean(sizes):.1f} events on average (BatchSize {source.batch_size}, max flush delay = batching "
-        f"window {source.window_s:g} s, {LAMBDA_POLLERS} to {run.peak_pollers} concurrent pollers, "
+        f"+ {workload.orders:,} deals ({workload.pairs:,} deal-contact pairs); {how}, "
         f"{CRM_LATENCY_S * 1000:.0f} ms a CRM "
         f"request, {STATE_LATENCY_S * 1000:.0f} ms a DynamoDB call); {run.simulated_s:.0f} simulated s "
         f"({run.wall_s:.1f} s wall)"
@@ -963,12 +1142,28 @@ def figures_of(run: LoadRun, workload: Workload, make_figure: Callable[..., Figu
         "crm_latency_s": CRM_LATENCY_S,
         "state_latency_s": STATE_LATENCY_S,
     }
+    if flusher:
+        data["flusher"] = {
+            "delay_s": flusher.delay_s,
+            "tick_s": flusher.tick_s,
+            "timeout_s": flusher.timeout_s,
+            "policy": dict(flusher.policy),
+            "runs": [
+                {"started_s": round(f.started - START, 1), "ended_s": round(f.ended - START, 1), **f.report}
+                for f in run.flushes
+            ],
+            "dirty_store_calls": run.dirty_calls,
+            "left_dirty": run.left_dirty,
+            "unwritten_events": run.unwritten_events,
+        }
     problems = [
         f"{k} {v}"
         for k, v in (
             ("events published", run.published if run.published != workload.events else 0),
             ("dead-lettered", run.dead_lettered),
             ("left in queue", run.left_in_queue),
+            ("left dirty", run.left_dirty),
+            ("events no flush wrote", run.unwritten_events),
             *((k, v) for k, v in run.checks.items() if k in ("stale_records", "deals_without_contact")),
         )
         if v
@@ -979,15 +1174,16 @@ def figures_of(run: LoadRun, workload: Workload, make_figure: Callable[..., Figu
         f"(⌈{workload.customers}/{per_call}⌉ + ⌈{workload.orders}/{per_call}⌉ + ⌈{workload.pairs}/{per_call}⌉ pairs); "
         f"{context}. An ideal flusher writing all pending records every D s would need: {floor}"
         + (f"; ≤ {CALLS_GOAL:g}x needs D ≥ {enough:g} s" if enough else "")
-        + f". Flush delay p50 {data['flush_delay_s']['p50']} s, p99 {data['flush_delay_s']['p99']} s, max "
+        + f". Flush delay (publication -> written{', through the flusher' if flusher else ''}) p50 "
+        f"{data['flush_delay_s']['p50']} s, p99 {data['flush_delay_s']['p99']} s, max "
         f"{data['flush_delay_s']['max']} s; {data['failed_records']} records retried, "
         f"{data['timed_out_invocations']} invocations timed out. CRM state: {run.checks}"
         + (f". PROBLEMS: {', '.join(problems)}" if problems else "")
     )
     figures = [
         make_figure(
-            key=f"crm.{run.backend}.calls_vs_minimum",
-            label=f"crm: {name} calls / minimum ({workload.events:,} events)",
+            key=f"{prefix}.calls_vs_minimum",
+            label=f"crm: {name} calls / minimum ({workload.events:,} events{mode})",
             value=ratio,
             unit="x",
             budget=budget,
@@ -1000,8 +1196,8 @@ def figures_of(run: LoadRun, workload: Workload, make_figure: Callable[..., Figu
         share = limited / calls if calls else 0.0
         figures.append(
             make_figure(
-                key="crm.hubspot.share_429",
-                label="crm: HubSpot share of requests answered 429",
+                key=f"{prefix}.share_429",
+                label=f"crm: HubSpot share of requests answered 429{mode}",
                 value=share,
                 unit="%",
                 budget=f"< {SHARE_429_GOAL:.0%}",
@@ -1016,8 +1212,8 @@ def figures_of(run: LoadRun, workload: Workload, make_figure: Callable[..., Figu
         share = over / calls if calls else 0.0
         figures.append(
             make_figure(
-                key="crm.salesforce.share_over_100_per_10s",
-                label="crm: Salesforce share of requests over 100 per 10 s",
+                key=f"{prefix}.share_over_100_per_10s",
+                label=f"crm: Salesforce share of requests over 100 per 10 s{mode}",
                 value=share,
                 unit="%",
                 budget="report only",
@@ -1037,9 +1233,15 @@ def statistics_mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def bench_crm_load(make_figure: Callable[..., Figure] | None = None) -> list[Figure]:
+def bench_crm_load(
+    make_figure: Callable[..., Figure] | None = None,
+    flush_delays: Sequence[float] = FLUSH_DELAYS_S,
+    alternatives: Sequence[tuple[float, dict[str, Any]]] = FLUSH_ALTERNATIVES,
+) -> list[Figure]:
     """The CRM load figures for HubSpot and Salesforce, made by `make_figure` (bench.run.Figure, which bench/run.py
-    passes in, as it imports this module); about 20 s."""
+    passes in, as it imports this module): today's mode (CRM_FLUSH_DELAY_SECONDS=0), then the flusher mode with each
+    of `flush_delays` (the default FlushPolicy) and with each of `alternatives` (delay, FlushPolicy fields); about
+    60 s."""
     if make_figure is None:
         from bench.run import Figure
 
@@ -1049,6 +1251,9 @@ def bench_crm_load(make_figure: Callable[..., Figure] | None = None) -> list[Fig
     figures: list[Figure] = []
     for backend_for in (hubspot_backend, salesforce_backend):
         figures += figures_of(run_load(workload, backend_for, source), workload, make_figure)
+        for delay, policy in [*((d, {}) for d in flush_delays), *alternatives]:
+            run = run_load(workload, backend_for, source, flusher=flusher_source(delay, **policy))
+            figures += figures_of(run, workload, make_figure)
     return figures
 
 
@@ -1065,12 +1270,57 @@ WHAT_IF: tuple[tuple[str, Callable[..., Any], int, float, int, int, float], ...]
 )
 
 
+# Flusher policies measured by --what-if and --sweep (crmsync.flusher.FlushPolicy): the default fills the last batch
+# of a kind with not-yet-due records; early full batches also write any full batch before it is due; all when due
+# writes every dirty record once any is due.
+FLUSHER_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("default (due + fill the last batch)", {}),
+    ("no batch filling", {"fill_batches": False}),
+    ("early full batches", {"early_full_batches": True}),
+    ("all when due", {"all_when_due": True}),
+)
+FLUSHER_WHAT_IF: tuple[tuple[str, float, dict[str, Any]], ...] = tuple(
+    (f"flusher, delay {delay:g} s, {label}", delay, policy)
+    for delay in (45.0, 120.0)
+    for label, policy in FLUSHER_POLICIES
+)
+
+
+def sweep(delays: Sequence[float]) -> None:
+    """Calls / minimum of the flusher mode for each delay, schedule phase and policy, both CRMs (`python
+    bench/crm_load.py --sweep 30,45,60,120`; ~10 s a cell)."""
+    workload = build_workload()
+    source = crm_queue_source()
+    phases = "  ".join(f"{f'first run {p:g} s':>18}" for p in FLUSH_PHASES_S)
+    print(f"{'backend':<11} {'delay':>5}  {'policy':<36} {phases}   (calls x minimum, max flush delay s)")
+    for backend_for, per_call in ((hubspot_backend, HUBSPOT_LIMIT), (salesforce_backend, SALESFORCE_LIMIT)):
+        minimum = minimum_calls(workload, per_call)
+        for delay in delays:
+            for label, policy in FLUSHER_POLICIES:
+                cells = []
+                for first in FLUSH_PHASES_S:
+                    run = run_load(workload, backend_for, source, flusher=flusher_source(delay, first, **policy))
+                    bad = (
+                        run.left_dirty
+                        or run.unwritten_events
+                        or run.dead_lettered
+                        or any(run.checks.get(k) for k in ("stale_records", "deals_without_contact"))
+                    )
+                    cells.append(
+                        f"{len(run.sent):>3} {len(run.sent) / minimum:.2f}x {max(run.delays, default=0):>4.0f} s"
+                        + ("!" if bad else " ")
+                    )
+                name = backend_for.__name__.removesuffix("_backend")
+                print(f"{name:<11} {delay:>5g}  {label:<36} " + "  ".join(f"{c:>18}" for c in cells), flush=True)
+
+
 def what_if() -> None:
-    """HubSpot calls and 429s under other queue settings (`python bench/crm_load.py --what-if`; ~30 s)."""
+    """HubSpot calls and 429s under other queue settings and flusher policies (`python bench/crm_load.py
+    --what-if`; ~60 s)."""
     workload = build_workload()
     source = crm_queue_source()
     minimum = minimum_calls(workload, HUBSPOT_LIMIT)
-    print(f"{'setting':<48} {'calls':>6} {'x min':>6} {'429s':>5} {'inv':>4} {'p50 s':>6} {'max s':>6} stale")
+    print(f"{'setting':<58} {'calls':>6} {'x min':>6} {'429s':>5} {'inv':>4} {'p50 s':>6} {'max s':>6} stale")
     for label, backend_for, batch, window, first, most, timeout in WHAT_IF:
         changed = (
             dataclasses.replace(
@@ -1082,9 +1332,16 @@ def what_if() -> None:
         run = run_load(workload, backend_for, changed, first or None, most or None)
         delays = [d for i in run.invocations for d in i.flush_delays]
         print(
-            f"{label:<48} {len(run.sent):>6} {len(run.sent) / minimum:>6.2f} "
+            f"{label:<58} {len(run.sent):>6} {len(run.sent) / minimum:>6.2f} "
             f"{sum(s.status == 429 for s in run.sent):>5} {len(run.invocations):>4} {_percentile(delays, 0.5):>6.1f} "
             f"{max(delays, default=0.0):>6.1f} {run.checks.get('stale_records', 0)}"
+        )
+    for label, delay, policy in FLUSHER_WHAT_IF:
+        run = run_load(workload, hubspot_backend, source, flusher=flusher_source(delay, **policy))
+        print(
+            f"{label:<58} {len(run.sent):>6} {len(run.sent) / minimum:>6.2f} "
+            f"{sum(s.status == 429 for s in run.sent):>5} {len(run.flushes):>4} {_percentile(run.delays, 0.5):>6.1f} "
+            f"{max(run.delays, default=0.0):>6.1f} {run.checks.get('stale_records', 0)}"
         )
 
 
@@ -1093,5 +1350,10 @@ if __name__ == "__main__":
 
     if "--what-if" in sys.argv:
         what_if()
+    elif "--sweep" in sys.argv:  # e.g. --sweep 30,45,60,120
+        sweep([float(d) for d in sys.argv[sys.argv.index("--sweep") + 1].split(",")])
+    elif "--flusher-delays" in sys.argv:  # e.g. --flusher-delays 30,60,90,120: find the smallest that meets the goals
+        chosen = [float(d) for d in sys.argv[sys.argv.index("--flusher-delays") + 1].split(",")]
+        print_table(bench_crm_load(flush_delays=chosen, alternatives=()))
     else:
         print_table(bench_crm_load())

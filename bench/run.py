@@ -54,7 +54,7 @@ from pydantic import BaseModel  # noqa: E402
 from bench import accuracy  # noqa: E402
 from bench.crm_load import bench_crm_load  # noqa: E402
 from bench.soak import soak  # noqa: E402
-from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult  # noqa: E402
+from crmsync.crm.port import Association, ErasureAnswer, MatchPolicy, UpsertInput, UpsertResult  # noqa: E402
 from crmsync.ingest import IngestDeps, WebhookRequest, accept_webhook  # noqa: E402
 from crmsync.mapping import load_mapping  # noqa: E402
 from crmsync.messages import DomainEvent  # noqa: E402
@@ -1782,7 +1782,9 @@ class CountingCrm:
     def requests(self) -> int:
         return sum(max(1, math.ceil(size / HUBSPOT_BATCH_LIMIT)) for _, _, size in self.calls)
 
-    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+    def upsert(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy = "upsert"
+    ) -> list[UpsertResult]:
         self.calls.append(("upsert", object_type, len(inputs)))
         return [UpsertResult(id=f"{object_type}-{next(self._ids)}", created=True) for _ in inputs]
 
@@ -1792,7 +1794,9 @@ class CountingCrm:
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         self.calls.append(("merge", object_type, 1))
 
-    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+    def read(
+        self, object_type: str, id_property: str, values: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, str]]:
         return {}  # CrmPort.read (reconciliation's read-back): never called by the bench
 
     def delete(self, object_type: str, ids: Sequence[str]) -> list[ErasureAnswer]:

@@ -10,8 +10,9 @@ What it models
 - Objects API, any object type by name (contacts, deals, notes, tasks, companies, ...) or type id (0-1, 0-3):
   POST /crm/v3/objects/{type}/batch/upsert (by `idProperty`: contacts' `email`, or a property created with
   `hasUniqueValue`; `new` tells created from updated), /batch/create (inline `associations` applied),
-  /batch/update (by id); POST /crm/v3/objects/{type}/merge (the primary keeps its values, gains the ones it lacks
-  and every association; the merged record is gone).
+  /batch/update (by id), /batch/read (by `idProperty` or id: the properties asked for; values no record holds are
+  a 207's OBJECT_NOT_FOUND error); POST /crm/v3/objects/{type}/merge (the primary keeps its values, gains the ones
+  it lacks and every association; the merged record is gone).
 - Associations v4: POST /crm/v4/associations/{from}/{to}/batch/associate/default (both directions, idempotent;
   a pair naming a missing record is reported in the 200 answer's `errors`, as the spec declares it).
 - Properties: GET /crm/v3/properties/{type}, POST /crm/v3/properties/{type} and /batch/create (409 when the name
@@ -36,7 +37,7 @@ What it models
   (an upsert input by its id value, a create input by any of its property values).
 
 What it does not model
-- Search, batch read, archive, GDPR delete, pipelines and stage ids, owners, property types other than number,
+- Search, archive, GDPR delete, pipelines and stage ids, owners, property types other than number,
   association labels (the default type ids below are HubSpot's documented ones for the common pairs, 1 otherwise),
   id aliases of merged records (a merged id is simply gone: 404), eventual consistency and asynchronous batch
   status, per-app vs per-account limits (one window per fake), requests answered 429 counting against the window
@@ -300,6 +301,8 @@ class FakeHubSpot:
                 return self._create(object_type, payload)
             if method == "POST" and rest == ["batch", "update"]:
                 return self._update(object_type, payload)
+            if method == "POST" and rest == ["batch", "read"]:
+                return self._read(object_type, payload)
             if method == "POST" and rest == ["merge"]:
                 return self._merge(object_type, payload)
             if method == "GET" and not rest:
@@ -488,6 +491,40 @@ class FakeHubSpot:
             self._check_unique_values(object_type, item["properties"], record.id)
             self._touch(record, item["properties"])
             results.append(self._public(record))
+        return Answer(207 if errors else 200, self._batch_answer(results, errors))
+
+    def _read(self, object_type: str, payload: Any) -> Answer:
+        """batch/read by `idProperty` (else by record id): each record found once, with the properties asked for
+        that it holds (plus hs_object_id, createdate, hs_lastmodifieddate, which HubSpot always sends); the values no
+        record holds are one OBJECT_NOT_FOUND error of a 207, naming them in its context."""
+        inputs = self._inputs(payload)
+        name = payload.get("idProperty") or "hs_object_id"
+        if name not in self._unique(object_type):
+            raise Refusal(400, "VALIDATION_ERROR", f"{name} is not a unique identifier property of {object_type}")
+        asked = [str(p) for p in payload.get("properties") or []]
+        results: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        missing: list[str] = []
+        for item in inputs:
+            record = self._find(object_type, name, str(item["id"]))
+            if record is None:
+                missing.append(str(item["id"]))
+                continue
+            if record.id in seen:
+                continue
+            seen.add(record.id)
+            shown = {k: v for k, v in record.properties.items() if k in asked}
+            for always in ("hs_object_id", "createdate", "hs_lastmodifieddate"):
+                shown[always] = record.properties[always]
+            results.append({"id": record.id, "properties": shown, "createdAt": record.created_at,
+                            "updatedAt": record.updated_at, "archived": False})  # fmt: skip
+        errors = []
+        if missing:
+            kind = {"contacts": "CONTACT", "deals": "DEAL"}.get(object_type, object_type.upper().removesuffix("S"))
+            errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                           "message": f"Could not get some {kind} objects, they may be deleted or not exist. Check "
+                                      "that ids are valid.",
+                           "context": {"ids": missing}, "errors": [], "links": {}})  # fmt: skip
         return Answer(207 if errors else 200, self._batch_answer(results, errors))
 
     def _merge(self, object_type: str, payload: Any) -> Answer:

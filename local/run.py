@@ -46,6 +46,7 @@ CRM_PARAMETERS = {
     "HUBSPOT_BASE_URL": "HubSpotBaseUrl",
     "HUBSPOT_RATE_LIMIT": "HubSpotRateLimit",
     "HUBSPOT_DAILY_LIMIT": "HubSpotDailyLimit",
+    "CRM_FLUSH_DELAY_SECONDS": "CrmFlushDelaySeconds",  # > 0: the CRM writes go through the flusher
     "CRMSYNC_RULES": "RuleSet",  # the automation rule set (config/rules/<name>.yaml; none = off)
 }
 
@@ -317,6 +318,7 @@ def print_welcome(stack: Stack, seconds: float) -> None:
     s = stack.secrets
     sample = "events/payloads/shopify-orders-create.json"
     secret = s["SHOPIFY_WEBHOOK_SECRET"]
+    demo = "" if stack.name == "crmsync-local" else f"CRMSYNC_STACK={stack.name} "
     print(
         f"""
 crmsync is running: stack {stack.name}, ready in {seconds:.1f} s (Ctrl-C stops it)
@@ -344,6 +346,9 @@ Send a signed Shopify orders/create webhook:
 Then see the contact and the deal in the local CRM:
   curl -sS -H 'x-api-key: {s["CRMSYNC_API_KEY"]}' {url}/local-crm/contacts
   curl -sS -H 'x-api-key: {s["CRMSYNC_API_KEY"]}' {url}/local-crm/deals
+
+Reconciliation and backfill against a local WooCommerce shop (drift made, found and repaired; records/s):
+  {demo}make demo-reconcile      # RECORDS=2000 orders for the backfill figure, RECORDS=0 skips it
 """,
         flush=True,
     )

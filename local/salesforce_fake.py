@@ -24,8 +24,9 @@ What it models (API version: any `/services/data/vNN.N/`):
 - Composite (`POST composite`): up to 25 subrequests run in order through the same endpoints, counted as ONE API
   call; `{"compositeResponse": [{"body", "httpHeaders", "httpStatusCode", "referenceId"}]}`; allOrNone true rolls all
   back and answers PROCESSING_HALTED for the others. No `@{ref.field}` references.
-- SOQL (`GET query?q=`): `SELECT f, ... FROM X [WHERE f = 'v' | f IN ('a', ...) [AND ...]] [LIMIT n]`, all records in
-  one page (done: true), each with `attributes {type, url}`.
+- SOQL (`GET query?q=`, also as a Composite subrequest): `SELECT f, ... FROM X [WHERE f = 'v' | f IN ('a', ...)
+  [AND ...]] [LIMIT n]` (string literals with \' and \\ escapes), all records in one page (done: true), each with
+  `attributes {type, url}` and its field values typed as Salesforce returns them (numbers, dates YYYY-MM-DD).
 - Bulk API 2.0 ingest (upsert/insert/update of CSV): create job, PUT batches (201), PATCH UploadComplete (the job
   runs at once and is JobComplete), GET job info, successfulResults / failedResults / unprocessedrecords CSVs; an
   empty cell leaves the field as it is, `#N/A` clears it.
@@ -105,7 +106,7 @@ FIELDS: dict[str, set[str]] = {
         "Probability",
         "Description",
     },
-    "Task": {"Id", "Subject", "Description", "ActivityDate", "Status", "Priority", "WhoId", "WhatId"},
+    "Task": {"Id", "Subject", "Description", "ActivityDate", "Status", "Priority", "WhoId", "WhatId", "OwnerId"},
     "OpportunityContactRole": {"Id", "OpportunityId", "ContactId", "Role", "IsPrimary"},
 }
 REQUIRED = {
@@ -129,14 +130,27 @@ CREATE_ONLY = {"OpportunityContactRole": {"OpportunityId"}}
 MAX_LENGTHS = {"Subject": 255, "Name": 120, "LastName": 80, "FirstName": 40}
 DEFAULTS = {"Task": {"Status": "Not Started", "Priority": "Normal"}}
 # crmsync's custom fields (config/mappings/salesforce.yaml): name -> type; the external id field on every object.
+# The rules' fields (rule_properties there) too: lifecycle stage, tags, risk flag/reason/score, refund status.
+RULE_FIELDS = {
+    "Crmsync_Risk_Flag__c": "text",
+    "Crmsync_Risk_Reason__c": "text",
+    "Crmsync_Risk_Score__c": "number",
+}
 CRMSYNC_FIELDS: dict[str, dict[str, str]] = {
     "Account": {"Crmsync_External_Id__c": "external_id"},
-    "Contact": {"Crmsync_External_Id__c": "external_id"},
+    "Contact": {
+        "Crmsync_External_Id__c": "external_id",
+        "Crmsync_Lifecycle_Stage__c": "text",
+        "Crmsync_Tags__c": "text",
+        **RULE_FIELDS,
+    },
     "Opportunity": {
         "Crmsync_External_Id__c": "external_id",
         "Crmsync_Currency__c": "text",
         "Crmsync_Refunded_Amount__c": "number",
         "Crmsync_Payment_Status__c": "text",
+        "Crmsync_Refund_Status__c": "text",
+        **RULE_FIELDS,
     },
     "Task": {"Crmsync_External_Id__c": "external_id"},
     "OpportunityContactRole": {},
@@ -151,7 +165,18 @@ SOQL = re.compile(
     r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
-CONDITION = re.compile(r"^\s*(?P<field>\w+)\s*(?:=\s*'(?P<value>[^']*)'|IN\s*\((?P<values>[^)]*)\))\s*$", re.IGNORECASE)
+# String literals may hold escaped quotes and backslashes (\' and \\, as simple-salesforce's format_soql writes them),
+# commas and parentheses.
+LITERAL = r"'(?:[^'\\]|\\.)*'"
+CONDITION = re.compile(
+    rf"^\s*(?P<field>\w+)\s*(?:=\s*(?P<value>{LITERAL})|IN\s*\((?P<values>\s*{LITERAL}(?:\s*,\s*{LITERAL})*\s*)\))\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _literals(text: str) -> set[str]:
+    """The values of the SOQL string literals in `text`, unescaped."""
+    return {re.sub(r"\\(.)", r"\1", m[1:-1]) for m in re.findall(LITERAL, text)}
 
 
 class Refused(Exception):
@@ -602,14 +627,14 @@ class FakeSalesforce:
         schema = self._schema(sobject)
         fields = [f.strip() for f in match["fields"].split(",")]
         conditions: list[tuple[str, set[str]]] = []
-        for clause in re.split(r"\s+AND\s+", match["where"] or "", flags=re.IGNORECASE) if match["where"] else []:
+        where = match["where"] or ""
+        # AND between conditions, not inside a string literal
+        clauses = re.split(rf"\s+AND\s+(?=(?:[^']|{LITERAL})*$)", where, flags=re.IGNORECASE) if where else []
+        for clause in clauses:
             cond = CONDITION.match(clause)
             if not cond:
                 raise Refused(400, "MALFORMED_QUERY", "unexpected token in WHERE clause")
-            if cond["value"] is not None:
-                values = {cond["value"]}
-            else:
-                values = {v.strip().strip("'") for v in cond["values"].split(",") if v.strip()}
+            values = _literals(cond["value"] if cond["value"] is not None else cond["values"])
             conditions.append((cond["field"], values))
         for name in fields + [c[0] for c in conditions]:
             if name not in schema:

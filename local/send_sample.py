@@ -36,19 +36,31 @@ def shopify() -> tuple[bytes, dict[str, str]]:
     }
 
 
-def woocommerce() -> tuple[bytes, dict[str, str]]:
-    order = json.loads((PAYLOADS / "woocommerce-order-created.json").read_bytes())
-    order["date_modified_gmt"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # a new state each time
-    body = json.dumps(order).encode()
-    secret = os.environ.get("WOOCOMMERCE_WEBHOOK_SECRET", "local-woocommerce-secret").split(",")[0]
+def signed_woocommerce(
+    resource: dict[str, object],
+    *,
+    topic: str = "order.created",
+    secret: str | None = None,
+    shop_url: str = "https://shop.example.com/",
+) -> tuple[bytes, dict[str, str]]:
+    """A WooCommerce delivery of `topic` for this resource (an order or a customer), signed as WooCommerce signs it."""
+    body = json.dumps(resource).encode()
+    secret = secret or os.environ.get("WOOCOMMERCE_WEBHOOK_SECRET", "local-woocommerce-secret").split(",")[0]
+    resource_name, _, event = topic.partition(".")
     return body, {
-        "X-WC-Webhook-Source": "https://shop.example.com/",
-        "X-WC-Webhook-Topic": "order.created",
-        "X-WC-Webhook-Resource": "order",
-        "X-WC-Webhook-Event": "created",
+        "X-WC-Webhook-Source": shop_url,
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Resource": resource_name,
+        "X-WC-Webhook-Event": event,
         "X-WC-Webhook-Delivery-ID": f"sample-{time.time_ns()}",
         "X-WC-Webhook-Signature": b64_hmac(secret, body),
     }
+
+
+def woocommerce() -> tuple[bytes, dict[str, str]]:
+    order = json.loads((PAYLOADS / "woocommerce-order-created.json").read_bytes())
+    order["date_modified_gmt"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # a new state each time
+    return signed_woocommerce(order)
 
 
 def stripe() -> tuple[bytes, dict[str, str]]:

@@ -1,5 +1,6 @@
 """CRM-queue consumer: a batch of domain events -> crmsync.writer.write_events, in one CRM flush; a record that
-fails its last allowed attempt goes to the CRM DLQ with its error (crmsync.failures)."""
+fails its last allowed attempt goes to the CRM DLQ with its error (crmsync.failures). With CRM_FLUSH_DELAY_SECONDS
+> 0 the entities the events touch are marked dirty instead, for the flusher (crmsync.flusher) to write."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crmsync.mapping import load_mapping
 from crmsync.messages import DomainEvent
 from crmsync.observability import logger, metrics
 from crmsync.settings import Settings
+from crmsync.store.dirty import DirtyStore
 from crmsync.store.state import StateStore
 from crmsync.writer import WriterDeps, write_events
 
@@ -29,6 +31,11 @@ def deps(settings: Settings, context: LambdaContext | None = None) -> WriterDeps
         crm=crm_for(settings, time_left=time_left),
         mapping=load_mapping(settings.mapping),
     )
+
+
+def dirty_store(settings: Settings) -> DirtyStore:
+    """Where the entities to flush are marked (CRM_FLUSH_DELAY_SECONDS > 0)."""
+    return DirtyStore(settings.state_table)
 
 
 @logger.inject_lambda_context
@@ -48,6 +55,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             log_failure("not a domain event", exc, message_id=record.message_id)
             if not failures.handle(record, exc):
                 failed.append(record.message_id)
+    if parsed and settings.crm_flush_delay_seconds > 0:
+        parsed = _defer(parsed, settings, failures, failed)
     if parsed:
         try:
             writer_deps = deps(settings, context)
@@ -63,6 +72,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         else:
             metrics.add_metric(name="CrmEventsWritten", unit="Count", value=len(parsed))
     return _answer(failed)
+
+
+def _defer(
+    parsed: list[tuple[SqsRecord, DomainEvent]], settings: Settings, failures: DeadLetterer, failed: list[str]
+) -> list[tuple[SqsRecord, DomainEvent]]:
+    """Mark the entities the flusher writes dirty (acknowledged only once marked); returns the events to write at
+    once (customer.merged, notices: crmsync.flusher). A batch whose marks fail is retried, or dead-lettered on its
+    last attempt, as a failed write is."""
+    from crmsync.flusher import deferrable, touch_of
+
+    later = [(r, e) for r, e in parsed if deferrable(e)]
+    if later:
+        try:
+            dirty_store(settings).mark([touch_of(e, json.loads(r.body).get("detail-type")) for r, e in later])
+        except Exception as exc:
+            logger.exception("crm entities not marked dirty; the batch will be retried", events=len(later))
+            failed.extend(r.message_id for r, _ in later if not failures.handle(r, exc))
+        else:
+            metrics.add_metric(name="CrmEventsDeferred", unit="Count", value=len(later))
+    return [(r, e) for r, e in parsed if not deferrable(e)]
 
 
 def _answer(failed: list[str]) -> dict[str, Any]:

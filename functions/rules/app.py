@@ -34,23 +34,26 @@ def deps(settings: Settings, context: LambdaContext | None = None) -> Automation
     from crmsync.mapping import load_mapping
     from crmsync.rules.automation import RULES_SOURCE, AutomationDeps, Reader
     from crmsync.rules.config import load_rules
+    from crmsync.rules.properties import check_rule_properties
     from crmsync.store.aggregates import AggregateStore
     from crmsync.store.bus import EventBus
     from crmsync.store.decisions import DecisionStore
     from crmsync.store.state import StateStore
 
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000 - TIME_RESERVE_SECONDS) if context else None
+    mapping, rules = load_mapping(settings.mapping), load_rules(settings.rules)
+    check_rule_properties(rules, mapping)  # every property a rule writes has its name in this backend
     return AutomationDeps(
         reader=Reader(
             state=StateStore(settings.state_table),
             aggregates=AggregateStore(settings.state_table),
             decisions=DecisionStore(settings.state_table),
-            mapping=load_mapping(settings.mapping),
+            mapping=mapping,
             reporting_currency=settings.reporting_currency,
         ),
         crm=crm_for(settings, time_left=time_left),
         bus=EventBus(settings.event_bus_name, source=RULES_SOURCE),
-        rules=load_rules(settings.rules),
+        rules=rules,
     )
 
 

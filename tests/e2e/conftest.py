@@ -64,7 +64,9 @@ class LocalStack:
 
     def stop(self) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: a pytest started in the background (nohup, &) has SIGINT ignored, and its stacks'
+            # ministack would outlive it; run.py stops the same way on either.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -27,7 +27,15 @@ from random import Random
 from typing import Literal
 
 from crmsync.crm import errors as crm_errors
-from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
+from crmsync.crm.port import (
+    CREATE_ONLY_EXISTS,
+    UPDATE_ONLY_MISSING,
+    Association,
+    ErasureAnswer,
+    MatchPolicy,
+    UpsertInput,
+    UpsertResult,
+)
 from crmsync.store.errors import ConditionFailed
 from tests.fakes.faults import rng_of
 
@@ -197,8 +205,10 @@ class FaultyCrm:
             yield items[start : start + self.batch_limit]
 
     # --- CrmPort ------------------------------------------------------------------------------------------
-    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
-        """Create or update each input; results in the same order as the inputs."""
+    def upsert(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy = "upsert"
+    ) -> list[UpsertResult]:
+        """Create or update each input as the match policy allows (LocalCrm's semantics); results in input order."""
         results: list[UpsertResult] = []
         for chunk in self._chunks(inputs):
             with self._lock:
@@ -207,15 +217,19 @@ class FaultyCrm:
                     keys = [(i.id_property, i.id_value) for i in chunk]
                     if len(set(keys)) != len(keys):
                         raise CrmBadRequest(f"upsert {object_type}", chunk[0].id_value, "duplicate ids in one batch")
-                done = [self._upsert_one(object_type, item) for item in chunk]
+                done = [self._upsert_one(object_type, item, policy) for item in chunk]
                 if fault == "effect_then_timeout":
                     raise CrmTimeout(f"upsert {object_type}: read timed out", effect_applied=True)
             results.extend(done)
         return results
 
-    def _upsert_one(self, object_type: str, item: UpsertInput) -> UpsertResult:
+    def _upsert_one(self, object_type: str, item: UpsertInput, policy: MatchPolicy = "upsert") -> UpsertResult:
         key = (object_type, item.id_property, item.id_value)
         existing = self._keys.get(key)
+        if existing is None and policy == "update_only":
+            return UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
+        if existing is not None and policy == "create_only" and existing in self._records.get(object_type, {}):
+            return UpsertResult(id=existing, created=False, skipped=CREATE_ONLY_EXISTS)
         if existing is None:
             self._last_id[object_type] += 1
             new_id = str(self._last_id[object_type])
@@ -279,7 +293,9 @@ class FaultyCrm:
         del records[merged_id]
         self.merged[object_type] += 1
 
-    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
+    def read(
+        self, object_type: str, id_property: str, values: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, str]]:
         """CrmPort.read: one request per batch_limit values, faults as any request; values without a record are
         left out."""
         found: dict[str, dict[str, str]] = {}

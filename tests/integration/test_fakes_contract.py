@@ -21,7 +21,15 @@ from boto3.dynamodb.types import TypeDeserializer
 from moto import mock_aws
 
 from crmsync.crm.local import LocalCrm
-from crmsync.crm.port import Association, CrmPort, ErasureAnswer, UpsertInput, UpsertResult
+from crmsync.crm.port import (
+    CREATE_ONLY_EXISTS,
+    UPDATE_ONLY_MISSING,
+    Association,
+    CrmPort,
+    ErasureAnswer,
+    UpsertInput,
+    UpsertResult,
+)
 from crmsync.messages import DetailType
 from crmsync.store.archive import RawArchive
 from crmsync.store.bus import EventBus
@@ -927,6 +935,28 @@ def test_merge_folds_a_record_into_another(crm: CrmSide) -> None:
     crm.crm.upsert("contacts", [contact("c3")])
     with pytest.raises(ValueError, match="missing"):
         crm.crm.merge("contacts", "99", "3")
+
+
+def test_create_only_creates_the_missing_and_leaves_the_existing_unchanged(crm: CrmSide) -> None:
+    # Given contact c1 in the CRM
+    crm.crm.upsert("contacts", [contact("c1", firstname="Countess")])
+    # When c1 (changed) and c2 (new) are written create_only
+    results = crm.crm.upsert("contacts", [contact("c1", firstname="Ada"), contact("c2")], policy="create_only")
+    # Then c2 is created, c1 keeps what it had, and both ids are known
+    assert results == [UpsertResult("1", False, CREATE_ONLY_EXISTS), UpsertResult("2", True)]
+    assert [p.get("firstname") for _, p, _ in crm.listing("contacts")] == ["Countess", None]
+
+
+def test_update_only_updates_the_existing_and_creates_nothing(crm: CrmSide) -> None:
+    # Given contact c1 in the CRM
+    crm.crm.upsert("contacts", [contact("c1", firstname="Countess")])
+    # When c1 (changed) and c2 (new) are written update_only
+    results = crm.crm.upsert("contacts", [contact("c1", firstname="Ada"), contact("c2")], policy="update_only")
+    # Then c1 is updated, and c2 is skipped: no record, no id, not an error
+    assert results == [UpsertResult("1", False), UpsertResult("", False, UPDATE_ONLY_MISSING)]
+    assert [(i, p["firstname"]) for i, p, _ in crm.listing("contacts")] == [("1", "Ada")]
+    # And the skipped key stays free: a later upsert creates it as a new record
+    assert crm.crm.upsert("contacts", [contact("c2")]) == [UpsertResult("2", True)]
 
 
 # --- erasure (crmsync.erasure): tombstones, partitions, anonymised entities, scrubbed lineage, proofs ----------------

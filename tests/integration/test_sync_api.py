@@ -53,12 +53,16 @@ def test_backfill_reconcile_and_metrics_routes(aws, load_event, lambda_context):
     assert status == 202
     pages = [json.loads(m["Body"]) for m in aws.receive_all(aws.env["BACKFILL_QUEUE_URL"])]
     assert pages == [{"kind": "page", "job_id": body["job_id"], "object": "orders", "page": 0, "cursor": ""}]
-    # PayPal cannot be listed yet: a clear 400
+    # PayPal lists transactions (transaction search), and an object a source cannot list is a clear 400
     paypal = copy.deepcopy(load_event("api-sync-backfill.json"))
     paypal["body"], paypal["isBase64Encoded"] = json.dumps({"source": "paypal"}), False
+    status, _ = call(paypal, lambda_context)
+    assert status == 202
+    assert [json.loads(m["Body"])["object"] for m in aws.receive_all(aws.env["BACKFILL_QUEUE_URL"])] == ["transactions"]
+    paypal["body"] = json.dumps({"source": "paypal", "objects": ["orders"]})
     status, refused = call(paypal, lambda_context)
     assert status == 400
-    assert "paypal" in refused["error"]
+    assert "paypal cannot list orders" in refused["error"]
     # A reconciliation is queued and its report is readable at once
     status, run = call(load_event("api-sync-reconcile.json"), lambda_context)
     assert status == 202

@@ -81,6 +81,17 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
         "CrmQueue": QUEUE_CONSUME,
         "CrmDlq": QUEUE_SEND,
     },
+    # The CRM flusher (CrmFlushDelaySeconds > 0): dirty records and its lease in the state table, then what the writer
+    # does (state reads, CRM ids, lineage; the local CRM or the CRM credentials); a poison record to the CRM DLQ; a
+    # failed run to its own DLQ (the function's DeadLetterQueue: SAM grants SendMessage alone).
+    "FlusherFunction": {
+        "StateTable": TABLE_WRITE,
+        "CrmLocalTable": TABLE_WRITE,
+        "HubSpotTokenSecret": SECRET_READ,
+        "SalesforceCredentialsSecret": SECRET_READ,
+        "CrmDlq": QUEUE_SEND,
+        "FlusherDlq": frozenset({"sqs:SendMessage"}),
+    },
     # Aggregates, risk and rules: state (aggregates, decisions, lineage), CRM actions (as the writer), risk.flagged
     # and the rules' own events on the bus; back off or dead-letter a record.
     "RulesFunction": {
@@ -130,7 +141,9 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     # the source API credentials and the CRM credentials (read-back).
     "SyncFunction": {
         "SyncTable": TABLE_WRITE,
-        "StateTable": TABLE_READ,
+        # reads for comparisons; PutItem on the HubSpot rate budget's one item (LeadingKeys RATE#hubspot): the CRM
+        # read-back of a reconciliation takes its tokens from the budget the writers share
+        "StateTable": TABLE_READ | {"dynamodb:PutItem"},
         "CrmLocalTable": TABLE_READ,
         "ArchiveBucket": BUCKET_READ | OBJECT_PUT,
         "IngestQueue": QUEUE_SEND,

@@ -1,12 +1,12 @@
-"""Declarative mapping: the shipped default maps views to HubSpot's property names; bad files are refused
-with the file name and what is wrong."""
+"""Declarative mapping: the shipped default maps views to HubSpot's property names; transforms, constants, match
+policies and rule property names load from YAML; bad files are refused as `file:line: field: reason`."""
 
 from __future__ import annotations
 
 import pytest
 
 from crmsync.mapping import load_mapping
-from crmsync.mapping.fields import Mapping, MappingError
+from crmsync.mapping.fields import Mapping, MappingError, parse_mapping_text
 
 CONTACT_VIEW = {
     "id": "cus_1",
@@ -89,3 +89,181 @@ def test_missing_file_and_bad_names_are_refused(tmp_path):
 
 def test_shipped_mapping_parses_to_the_model():
     assert isinstance(load_mapping(), Mapping)
+
+
+# --- transforms, constants, match policy ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("rule", "view", "expected"),
+    [
+        ({"path": "email", "transform": "upper"}, {"email": "ada@example.com"}, "ADA@EXAMPLE.COM"),
+        ({"path": "at", "transform": "date"}, {"at": "2026-03-01T23:30:00-05:00"}, "2026-03-02"),
+        ({"path": "at", "transform": "epoch_ms"}, {"at": "2026-03-02"}, "1772409600000"),
+        ({"path": "at", "transform": "date"}, {"at": "not a date"}, None),
+        ({"path": "status", "transform": "lower", "values": {"paid": "closedwon"}}, {"status": "PAID"}, "closedwon"),
+        ({"value": "crmsync"}, {}, "crmsync"),
+    ],
+    ids=["upper", "date-utc", "epoch-ms-of-a-date", "unparseable-left-out", "transform-then-table", "constant"],
+)
+def test_a_property_may_be_transformed_translated_or_constant(tmp_path, rule, view, expected):
+    # Given a mapping whose contacts carry one property with a transform, a table or a constant
+    mapping = Mapping.parse(
+        {"contacts": {"id_property": "email", "properties": {"email": "email", "x": rule}},
+         "deals": {"id_property": "id", "properties": {"id": "external_id"}}},
+        source="mine.yaml",
+    )  # fmt: skip
+    # When applied to a view, Then the property holds the transformed value (or is left out)
+    assert mapping.contacts.apply(view).get("x") == expected
+
+
+def test_match_policy_is_upsert_unless_the_file_says_otherwise():
+    # Given the shipped files (which spell it out) and a file that says create_only for deals only
+    text = MAPPING.replace("deals:\n", "deals:\n  match_policy: create_only\n")
+    mapping = parse_mapping_text(text, source="mine.yaml")
+    # Then every object upserts, except where the file chose another policy
+    assert [m.match_policy for m in (load_mapping().contacts, load_mapping().deals)] == ["upsert", "upsert"]
+    assert (mapping.contacts.match_policy, mapping.deals.match_policy) == ("upsert", "create_only")
+
+
+# --- errors name the file, the line and the field ----------------------------------------------------------------
+MAPPING = """\
+contacts:
+  match_policy: upsert
+  id_property: email
+  properties:
+    email: email
+    firstname: first_name
+deals:
+  id_property: crmsync_external_id
+  properties:
+    crmsync_external_id: external_id
+    dealstage: {path: status, values: {paid: closedwon}}
+templates:
+  refund: "Refund {source_id}: {amount} {currency}"
+"""
+
+
+@pytest.fixture
+def mapping_file(tmp_path):
+    """Write MAPPING with one line replaced as mine.yaml; returns (the file's path, the error loading it gives)."""
+
+    def write(old: str, new: str) -> tuple[str, MappingError]:
+        assert old in MAPPING
+        path = tmp_path / "mine.yaml"
+        path.write_text(MAPPING.replace(old, new, 1))
+        with pytest.raises(MappingError) as refused:
+            load_mapping.__wrapped__("mine", tmp_path)
+        return str(path), refused.value
+
+    return write
+
+
+FIRSTNAME = "    firstname: first_name"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (FIRSTNAME, "    firstname: {path: first_name, transform: shout}",
+         "6: contacts.properties.firstname.transform: unknown transform 'shout'; known: lower, upper, trim, date,"),
+        (FIRSTNAME, "    first name: first_name",
+         "6: contacts.properties.first name: bad property name 'first name': letters, digits and _ only"),
+        (FIRSTNAME, "    firstname: first name",
+         "6: contacts.properties.firstname: bad path 'first name'"),
+        ("{source_id}", "{refund_id}", "13: templates.refund: unknown template field {refund_id}; known: amount,"),
+        ("{source_id}", "{order.id}", "13: templates.refund: bad template field {order.id}: plain field names only"),
+        ("  refund:", "  refnd:", "13: templates.refnd: unknown key 'refnd'; expected one of: refund, dispute"),
+        ("  id_property: email", "  id_property: [email]", "3: contacts.id_property: Input should be a valid string"),
+        (FIRSTNAME, "    firstname: [first_name]", "6: contacts.properties.firstname: Input should be a valid dict"),
+        ("deals:", "deal:", "7: deal: unknown object 'deal'; known: contacts, deals, notes, templates, rule_"),
+        ("  match_policy: upsert", "  match_policy: upsert_or_not",
+         "2: contacts.match_policy: unknown match_policy 'upsert_or_not'; one of upsert, create_only, update_only"),
+        (FIRSTNAME, "    firstname: {paht: first_name}",
+         "6: contacts.properties.firstname.paht: unknown key 'paht'; expected one of: path, value, transform, values"),
+        ("  id_property: email", "  id_property: emial",
+         "3: contacts.id_property: 'emial' is not one of this object's properties"),
+        (FIRSTNAME, "    firstname: {path: first_name, value: Ada}",
+         "6: contacts.properties.firstname: give exactly one of path (a field of the view) or value (a constant)"),
+    ],
+    ids=["unknown-transform", "bad-property-name", "bad-path", "unknown-template-field", "bad-template-field",
+         "unknown-template", "wrong-type", "wrong-type-of-rule", "unknown-object", "bad-policy", "unknown-key",
+         "id-property-not-mapped", "path-and-constant"],
+)  # fmt: skip
+def test_each_kind_of_mistake_is_named_by_file_line_and_field(mapping_file, old, new, expected):
+    # Given a mapping file with one mistake, When it is loaded
+    path, error = mapping_file(old, new)
+    # Then it is named as `path:line: field: reason`, on the line of the mistake, one problem a line
+    assert any(str(problem).startswith(f"{path}:{expected}") for problem in error.problems)
+    assert f"\n{path}:{expected}" in f"\n{error}"
+
+
+def test_every_problem_of_a_file_is_reported_at_once_in_line_order(mapping_file):
+    # Given a file with two mistakes: an unknown object key on line 7 and a bad policy on line 2
+    path, _ = mapping_file("deals:", "deal:")
+    text = MAPPING.replace("deals:", "deal:").replace("  match_policy: upsert", "  match_policy: sometimes")
+    with pytest.raises(MappingError) as refused:
+        parse_mapping_text(text, source=path)
+    # Then both are named, each on its line, in line order (and the missing deals too)
+    lines = str(refused.value).splitlines()
+    assert [line.split(": ", 2)[:2] for line in lines] == [
+        [f"{path}:1", "deals"], [f"{path}:2", "contacts.match_policy"], [f"{path}:7", "deal"],
+    ]  # fmt: skip
+
+
+def test_broken_yaml_names_the_line_the_parser_stopped_at(tmp_path):
+    # Given a file whose flow mapping is never closed on line 6
+    (tmp_path / "mine.yaml").write_text(MAPPING.replace(FIRSTNAME, "    firstname: {path: first_name"))
+    # When loaded, Then the parser's line and problem are named
+    with pytest.raises(MappingError, match=r"mine\.yaml:\d+: not valid YAML \(") as refused:
+        load_mapping.__wrapped__("mine", tmp_path)
+    assert refused.value.problems[0].line is not None
+
+
+# --- rule property names per backend -------------------------------------------------------------------------------
+def test_rule_properties_rename_and_translate_what_rules_set():
+    # Given the shipped Salesforce mapping
+    mapping = load_mapping("salesforce")
+    # When a rule's deal and task properties (HubSpot names, as rule files write them) are put in its terms
+    deal = mapping.for_rules("deals", {"dealstage": "closedlost", "crmsync_refund_status": "refunded"})
+    task = mapping.for_rules("tasks", {"hs_task_priority": "HIGH", "hs_queue_membership_ids": "risk"})
+    note = mapping.for_rules("notes", {"crmsync_external_id": "high-risk:shopify:order:1", "crmsync_rule": "x@v1"})
+    # Then they carry Salesforce field names and values; a property mapped to null is left out
+    assert deal == {"StageName": "Closed Lost", "Crmsync_Refund_Status__c": "refunded"}
+    assert task == {"Priority": "High"}
+    # And a note's external id is suffixed, as its rule's task has the same one and both are Tasks there
+    assert note == {"Crmsync_External_Id__c": "high-risk:shopify:order:1:note"}
+    # And a mapping without rule_properties (HubSpot's names already) leaves them as they are
+    assert load_mapping().for_rules("contacts", {"lifecyclestage": "customer"}) == {"lifecyclestage": "customer"}
+
+
+def test_a_property_rule_properties_does_not_list_is_refused_by_name():
+    with pytest.raises(MappingError, match=r"salesforce\.yaml: rule_properties\.contacts has no 'shoe_size'"):
+        load_mapping("salesforce").for_rules("contacts", {"shoe_size": "42"})
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "  companies: {name: Name}\n",
+            "15: rule_properties.companies: unknown key 'companies'; expected one of: contacts, deals, tasks, notes",
+        ),
+        (
+            "  contacts:\n    lifecyclestage: Lifecycle Stage\n",
+            "16: rule_properties.contacts.lifecyclestage: bad property name 'Lifecycle Stage'",
+        ),
+        (
+            "  contacts:\n    LifecycleStage: X__c\n",
+            "16: rule_properties.contacts.LifecycleStage: bad rule property name 'LifecycleStage'",
+        ),
+        (
+            "  deals:\n    dealstage: {to: StageName, values: [closedwon]}\n",
+            "16: rule_properties.deals.dealstage.values: Input should be a valid dictionary",
+        ),
+    ],
+    ids=["unknown-object", "bad-target-name", "bad-rule-name", "wrong-type"],
+)
+def test_rule_properties_mistakes_are_named_by_line_and_field(tmp_path, section, expected):
+    (tmp_path / "mine.yaml").write_text(MAPPING + "rule_properties:\n" + section)
+    with pytest.raises(MappingError) as refused:
+        load_mapping.__wrapped__("mine", tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path / 'mine.yaml'}:{expected}")

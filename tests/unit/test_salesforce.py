@@ -211,9 +211,9 @@ def test_salesforce_mapping_maps_views_to_contact_opportunity_and_task_fields():
 # ------------------------------------------------------------------------------------------- per-record errors
 def test_refused_records_are_raised_after_the_others_were_written():
     # Given a batch where Salesforce refuses the middle record
-    refused = {"success": False, "errors": [{"statusCode": "REQUIRED_FIELD_MISSING",
-                                             "message": "Required fields are missing: [LastName]",
-                                             "fields": ["LastName"]}]}  # fmt: skip
+    refused = {"success": False, "errors": [{"statusCode": "INVALID_EMAIL_ADDRESS",
+                                             "message": "Email: invalid email address: <email>",
+                                             "fields": ["Email"]}]}  # fmt: skip
     script = Script((200, [ok(sfid("003", 1))[0], refused, ok(sfid("003", 3))[0]]))
     # When upserted
     with pytest.raises(SalesforceRecordError) as caught:
@@ -224,9 +224,9 @@ def test_refused_records_are_raised_after_the_others_were_written():
     assert len(script.sent) == 1
     [failure] = error.failures
     assert (failure.index, failure.external_id, failure.code, failure.fields) == (
-        1, "crmsync:customer:2", "REQUIRED_FIELD_MISSING", ("LastName",),
+        1, "crmsync:customer:2", "INVALID_EMAIL_ADDRESS", ("Email",),
     )  # fmt: skip
-    assert "crmsync:customer:2: REQUIRED_FIELD_MISSING" in str(error)
+    assert "crmsync:customer:2: INVALID_EMAIL_ADDRESS" in str(error)
     # And the records that were written are there for whoever wants them
     assert error.results == [UpsertResult(sfid("003", 1), True), None, UpsertResult(sfid("003", 3), True)]
 
@@ -654,3 +654,47 @@ def test_importing_the_adapter_imports_no_salesforce_library():
         env={"PYTHONPATH": str(REPO / "layers" / "core"), "POWERTOOLS_SERVICE_NAME": "crmsync"},
     )  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------ required names: fillers on create only
+@pytest.mark.parametrize("threshold", [200, 1], ids=["collections", "bulk api"])
+def test_a_name_typed_in_salesforce_is_never_overwritten_by_a_filler(threshold):
+    # Given a contact whose last name a sales rep typed, and crmsync knowing no last name for that person
+    fake = FakeSalesforce()
+    fake.seed("Contact", LastName="Lovelace", **{EXT: "crmsync:customer:1"})
+    crm = on_fake(fake, bulk_threshold=threshold)
+    nameless = UpsertInput(EXT, "crmsync:customer:1", {EXT: "crmsync:customer:1", "LastName": "", "Phone": "+1555"})
+    # When crmsync upserts it
+    [result] = crm.upsert("contacts", [nameless])
+    # Then the contact is updated and keeps its name
+    [record] = fake.find("Contact", **{EXT: "crmsync:customer:1"})
+    assert (result.created, record["LastName"], record["Phone"]) == (False, "Lovelace", "+1555")
+
+
+@pytest.mark.parametrize("threshold", [200, 1], ids=["collections", "bulk api"])
+def test_a_new_contact_without_a_name_is_created_with_the_filler_in_one_more_call(threshold):
+    # Given a new person without a last name next to one with a name
+    fake = FakeSalesforce()
+    crm = on_fake(fake, bulk_threshold=threshold)
+    nameless = UpsertInput(EXT, "crmsync:customer:2", {EXT: "crmsync:customer:2", "Email": "b@example.com"})
+    # When both are upserted
+    results = crm.upsert("contacts", [contact(1), nameless])
+    # Then both are created; the nameless one with Salesforce's filler, after one retry of that record alone
+    assert [r.created for r in results] == [True, True]
+    [named] = fake.find("Contact", **{EXT: "crmsync:customer:1"})
+    [filled] = fake.find("Contact", **{EXT: "crmsync:customer:2"})
+    assert (named["LastName"], filled["LastName"]) == ("Person 1", "[not provided]")
+    if threshold == 200:
+        upserts = fake.calls("PATCH", "composite/sobjects/Contact")
+        assert [len(c.body["records"]) for c in upserts] == [2, 1]
+
+
+def test_two_inputs_for_one_contact_keep_the_name_the_first_one_gave():
+    # Given two inputs for one new contact in a batch, the later one without a last name
+    fake = FakeSalesforce()
+    crm = on_fake(fake)
+    later = UpsertInput(EXT, "crmsync:customer:1", {EXT: "crmsync:customer:1", "Phone": "+1555"})
+    # When upserted together, Then the record has the first input's name and the later input's phone
+    crm.upsert("contacts", [contact(1), later])
+    [record] = fake.find("Contact", **{EXT: "crmsync:customer:1"})
+    assert (record["LastName"], record["Phone"]) == ("Person 1", "+1555")

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     retry_backoff_seconds: int = Field(default=0, ge=0, le=43200)
     retry_backoff_max_seconds: int = Field(default=900, ge=0, le=43200)
     crm_backend: Literal["local", "hubspot", "salesforce"] = "local"
+    # 0: the CRM writer writes what each batch touched at once. > 0: it marks the entities dirty and the flusher
+    # (crmsync.flusher) writes each one once it has been dirty this long, coalescing its events: fewer CRM calls.
+    crm_flush_delay_seconds: int = Field(default=0, ge=0, le=86400)
     receipt_retention_days: int = Field(default=35, ge=30)
     claim_seconds: int = Field(default=60, ge=5)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
@@ -79,8 +82,8 @@ class Settings(BaseModel):
     # Backfill, import and reconciliation (crmsync.sync, README "Backfill, import and reconciliation"): the sync table
     # and queue; source API credentials from a Secrets Manager secret (JSON, crmsync.sync.clients.SourceCredentials),
     # else SHOPIFY_SHOP_DOMAIN / SHOPIFY_ACCESS_TOKEN / WOOCOMMERCE_BASE_URL / WOOCOMMERCE_CONSUMER_KEY /
-    # WOOCOMMERCE_CONSUMER_SECRET / STRIPE_API_KEY (local runs); requests per second to each source's API (0 = the
-    # vendor's documented default).
+    # WOOCOMMERCE_CONSUMER_SECRET / STRIPE_API_KEY / PAYPAL_CLIENT_ID / PAYPAL_CLIENT_SECRET / PAYPAL_API_BASE_URL
+    # (local runs); requests per second to each source's API (0 = the vendor's documented default).
     sync_table: str = ""
     backfill_queue_url: str = ""
     backfill_dlq_url: str = ""
@@ -91,6 +94,9 @@ class Settings(BaseModel):
     woocommerce_consumer_key: SecretStr = SecretStr("")
     woocommerce_consumer_secret: SecretStr = SecretStr("")
     stripe_api_key: SecretStr = SecretStr("")
+    paypal_client_id: str = ""
+    paypal_client_secret: SecretStr = SecretStr("")
+    paypal_api_base_url: str = "https://api-m.paypal.com"  # https://api-m.sandbox.paypal.com for a sandbox app
     source_api_rate: float = Field(default=0.0, ge=0, le=100)
 
     @field_validator("reporting_currency", mode="before")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmsync.crm.port import Association, CrmPort, UpsertInput
 from crmsync.identity import current_id
@@ -21,8 +21,19 @@ from crmsync.views import customer_view, deal_target, note_view, order_view, pay
 
 if TYPE_CHECKING:
     from crmsync.mapping import Mapping, ObjectMapping
-    from crmsync.messages import DomainEvent
     from crmsync.store.state import StateStore
+
+
+class Touched(Protocol):
+    """What the writer needs of a domain event: the entity it touched (it reads that entity's current state) and,
+    for customer.merged, the customer folded into it. The CRM flusher (crmsync.flusher) passes entity keys."""
+
+    @property
+    def entity(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def merged(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class WriteSummary:
     notes: dict[str, str] = field(default_factory=dict)  # refund / dispute external id -> CRM note id
     associations: int = 0
     skipped: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # records the match policy left as they were (create_only)
 
 
 @dataclass
@@ -80,9 +92,14 @@ def _upsert_all(
             inputs.append((key, upsert))
     if not inputs:
         return {}
-    results = deps.crm.upsert(object_type, [upsert for _, upsert in inputs])
+    results = deps.crm.upsert(object_type, [upsert for _, upsert in inputs], policy=mapping.match_policy)
     ids: dict[str, str] = {}
     for (key, _), result in zip(inputs, results, strict=True):
+        if not result.found:  # update_only and no record holds its key: nothing to record, nothing to retry
+            summary.skipped.append(key)
+            continue
+        if result.skipped:  # create_only and the record exists: its id is known, but it shows no version of ours
+            summary.unchanged.append(key)
         ids[key] = result.id
         if state_pks is not None and key in state_pks:
             deps.state.record_crm_id(state_pks[key], deps.crm.name, object_type.removesuffix("s"), result.id)
@@ -134,7 +151,7 @@ def _add_deal(batch: _Batch, deps: WriterDeps, kind: str, key: str, summary: Wri
     return key
 
 
-def _gather(events: Sequence[DomainEvent], deps: WriterDeps, summary: WriteSummary) -> _Batch:
+def _gather(events: Sequence[Touched], deps: WriterDeps, summary: WriteSummary) -> _Batch:
     batch = _Batch()
     # The last event per key is enough (the writer reads current state), but every merge must be seen.
     for event in [e for e in events if e.merged] + list({e.key: e for e in events if not e.merged}.values()):
@@ -156,7 +173,7 @@ def _gather(events: Sequence[DomainEvent], deps: WriterDeps, summary: WriteSumma
     return batch
 
 
-def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummary:
+def write_events(events: Sequence[Touched], deps: WriterDeps) -> WriteSummary:
     summary = WriteSummary()
     batch = _gather(events, deps, summary)
 
@@ -186,9 +203,10 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
         deps.state.record_crm_id(f"CUSTOMER#{cid}", deps.crm.name, "contact", contact)
     for merged in {m for survivor in summary.contacts for m in batch.merges.get(survivor, ())}:
         deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
-    _record_lineage(deps, batch, "contact", summary.contacts, {cid: f"CUSTOMER#{cid}" for cid in customers})
+    contact_pks = {cid: f"CUSTOMER#{cid}" for cid in customers}
+    _record_lineage(deps, batch, "contact", summary.contacts, contact_pks, summary.unchanged)
     summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, batch.deals, summary, batch.deal_pk)
-    _record_lineage(deps, batch, "deal", summary.deals, batch.deal_pk)
+    _record_lineage(deps, batch, "deal", summary.deals, batch.deal_pk, summary.unchanged)
 
     pairs = [
         Association(from_id=summary.deals[key], to_id=summary.contacts[view["customer_id"]])
@@ -207,12 +225,18 @@ def write_events(events: Sequence[DomainEvent], deps: WriterDeps) -> WriteSummar
 
 
 def _record_lineage(
-    deps: WriterDeps, batch: _Batch, object_type: str, crm_ids: dict[str, str], state_pks: dict[str, str]
+    deps: WriterDeps,
+    batch: _Batch,
+    object_type: str,
+    crm_ids: dict[str, str],
+    state_pks: dict[str, str],
+    unchanged: Sequence[str] = (),
 ) -> None:
-    """canonical version -> CRM id: which stored version each CRM record now shows (once per version)."""
+    """canonical version -> CRM id: which stored version each CRM record now shows (once per version; none for a
+    record the match policy left unchanged)."""
     for key, crm_id in crm_ids.items():
         pk = state_pks.get(key)
-        if pk is None or pk not in batch.written:
+        if pk is None or pk not in batch.written or key in unchanged:
             continue
         version, receipt_id = batch.written[pk]
         at = datetime.fromtimestamp(version / 1000, UTC).isoformat()  # as crmsync.convert.version_at

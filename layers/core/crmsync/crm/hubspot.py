@@ -9,12 +9,21 @@
   so two writers never both create it, and a create without a clear answer (5xx, timeout) is never sent again:
   a retry never makes a note twice (CrmOutcomeUnknown instead). HubSpot activities take no custom property, so the
   external id stays in the ledger and is not sent as a property.
+- match policies other than upsert (the mapping's `match_policy`): batch/upsert cannot leave an existing record alone
+  or refuse to create one, so the records are first read by their key (`POST /crm/v3/objects/{type}/batch/read` with
+  `idProperty`, <= 100 a call; a 207 lists the keys no record holds), then create_only creates the missing ones
+  (`batch/create`, properties including the key) and leaves the others unchanged, and update_only updates the
+  found ones by record id (`batch/update`) and reports the missing ones skipped. Per 100 records: one read plus one
+  create or update call (none when nothing is left to write), where upsert takes one call. A record created by
+  another writer between the read and the create is refused by its unique key (409): the batch is retried and the
+  next read finds it. Notes and tasks keep their ledger: create_only never updates a recorded one, update_only
+  never creates one.
 - associations: `POST /crm/v4/associations/{from}/{to}/batch/associate/default` (<= 100 pairs a call).
 - merge: `POST /crm/v3/objects/{type}/merge`; merging a record that is already gone (404) changes nothing.
 - erasure: contacts are deleted with `POST /crm/v3/objects/contacts/gdpr-delete` (one call each: permanent, and
   HubSpot blocks the email from being tracked again), other objects archived with `batch/archive`; anonymising clears
   properties with `batch/update` (every property set to ""). A record already gone (404) answers not_found.
-No read or search call is made on the write path.
+No read or search call is made on the write path, except the batch/read the create_only and update_only policies need.
 
 Answers: 200/201 -> results; 207 -> the results that succeeded, and CrmRejected naming each failed record with its
 error; 400/409 (and other 4xx) -> CrmRejected for the records of that call; 401/403 -> CrmNotConfigured; 429
@@ -50,7 +59,15 @@ from crmsync.crm.errors import (
     RecordError,
     mask,
 )
-from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
+from crmsync.crm.port import (
+    CREATE_ONLY_EXISTS,
+    UPDATE_ONLY_MISSING,
+    Association,
+    ErasureAnswer,
+    MatchPolicy,
+    UpsertInput,
+    UpsertResult,
+)
 from crmsync.crm.transport import HttpResponse, Transport, TransportError
 from crmsync.observability import logger
 from crmsync.store.crm_ledger import LedgerEntry
@@ -123,11 +140,13 @@ class HubSpotCrm:
     requests: int = 0  # requests sent by this instance (for logs and benchmarks)
 
     # --- the port ---------------------------------------------------------------------------------
-    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+    def upsert(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy = "upsert"
+    ) -> list[UpsertResult]:
         if not inputs:
             return []
         if object_type in CREATE_ONCE:
-            return self._create_once(object_type, inputs)
+            return self._create_once(object_type, inputs, policy)
         # One input per key (the last one's properties over the earlier ones'), grouped by id property.
         merged: dict[tuple[str, str], UpsertInput] = {}
         for item in inputs:
@@ -142,6 +161,9 @@ class HubSpotCrm:
         errors: list[RecordError] = []
         for id_property in dict.fromkeys(k[0] for k in merged):
             group = [item for k, item in merged.items() if k[0] == id_property]
+            if policy != "upsert":
+                self._write_by_policy(object_type, id_property, group, policy, results, errors)
+                continue
             for chunk in _chunks(group):
                 self._upsert_chunk(object_type, chunk, results, errors)
         if errors:
@@ -163,10 +185,49 @@ class HubSpotCrm:
         if errors:
             raise CrmRejected(f"associate {from_type}->{to_type}", errors)
 
-    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Reconciliation's batched read-back (CrmPort.read): not built for HubSpot yet, so a reconciliation run
-        checks source against state only and reports the CRM check as failed with this reason."""
-        raise NotImplementedError("CRM read-back is not implemented for HubSpot yet")
+    def read(
+        self, object_type: str, id_property: str, values: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, str]]:
+        """Reconciliation's batched read-back (CrmPort.read): `POST /crm/v3/objects/{type}/batch/read` with
+        `idProperty`, <= 100 values a request, asking for the id property and `properties`. Each result is matched
+        back to the value asked for by its id property (emails without regard to case, as HubSpot keeps them); values
+        HubSpot reports as OBJECT_NOT_FOUND (a 207) are left out; any other refusal raises CrmRejected. A property
+        HubSpot answers null is read as ""."""
+        wanted = list(dict.fromkeys(v for v in values if v))
+        asked = {_key(UpsertInput(id_property, v, {})): v for v in wanted}
+        names = list(dict.fromkeys([id_property, *properties]))
+        found: dict[str, dict[str, str]] = {}
+        errors: list[RecordError] = []
+        path = f"/crm/v3/objects/{object_type}/batch/read"
+        for chunk in _chunks(wanted):
+            body = {
+                "idProperty": id_property,
+                "inputs": [{"id": value} for value in chunk],
+                "properties": names,
+                "propertiesWithHistory": [],
+            }
+            answer = self._send("POST", path, body, operation=f"read {object_type}")
+            if answer.status not in (200, 207):
+                errors.extend(_whole_call_errors(answer, chunk))
+                continue
+            payload = answer.json() or {}
+            for result in payload.get("results") or []:
+                got = (result.get("properties") or {}) if isinstance(result, dict) else {}
+                held = got.get(id_property)
+                original = asked.get(_key(UpsertInput(id_property, str(held), {}))) if held is not None else None
+                if original is not None:
+                    found[original] = {k: "" if v is None else str(v) for k, v in got.items()}
+            refused = [
+                e for e in _errors_in(payload) if e.get("category") != "OBJECT_NOT_FOUND" and _status(e, 0) != 404
+            ]
+            for error in refused:
+                named = _named(error, None, chunk)
+                message, category = str(error.get("message") or ""), str(error.get("category") or "")
+                status = _status(error, answer.status)
+                errors.append(RecordError(named or "a value of this call", message, status, category))
+        if errors:
+            raise CrmRejected(f"read {object_type}", errors)
+        return found
 
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         if primary_id == merged_id:
@@ -266,8 +327,148 @@ class HubSpotCrm:
         missing = [item.id_value for n, item in enumerate(chunk) if n not in matched]
         errors.extend(_batch_errors(payload, missing, answer.status, traces=dict(zip(traces, keys, strict=True))))
 
+    # --- create_only / update_only: read by key, then create or update ----------------------------
+    def _write_by_policy(
+        self,
+        object_type: str,
+        id_property: str,
+        group: list[UpsertInput],
+        policy: MatchPolicy,
+        results: dict[tuple[str, str], UpsertResult],
+        errors: list[RecordError],
+    ) -> None:
+        found: dict[tuple[str, str], str] = {}  # key -> record id
+        unread: set[tuple[str, str]] = set()  # keys whose read got no clear answer: neither created nor updated
+        for chunk in _chunks(group):
+            self._read_ids(object_type, id_property, chunk, found, unread, errors)
+        to_create: list[UpsertInput] = []
+        to_update: list[tuple[UpsertInput, str]] = []
+        for item in group:
+            key = _key(item)
+            if key in unread:
+                continue
+            crm_id = found.get(key)
+            if policy == "create_only" and crm_id is not None:
+                results[key] = UpsertResult(id=crm_id, created=False, skipped=CREATE_ONLY_EXISTS)
+            elif policy == "create_only":
+                to_create.append(item)
+            elif crm_id is not None:
+                to_update.append((item, crm_id))
+            else:
+                results[key] = UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
+        for create_chunk in _chunks(to_create):
+            self._create_keyed(object_type, create_chunk, results, errors)
+        for update_chunk in _chunks(to_update):
+            self._update_keyed(object_type, update_chunk, results, errors)
+        skipped = sum(1 for item in group if results.get(_key(item), UpsertResult("", False)).skipped)
+        if skipped:
+            logger.info("hubspot match policy left records alone", object_type=object_type, policy=policy,
+                        skipped=skipped)  # fmt: skip
+
+    def _read_ids(
+        self,
+        object_type: str,
+        id_property: str,
+        chunk: list[UpsertInput],
+        found: dict[tuple[str, str], str],
+        unread: set[tuple[str, str]],
+        errors: list[RecordError],
+    ) -> None:
+        """Which of the chunk's keys a record holds (batch/read by idProperty): a key it does not find is answered
+        in a 207's errors (OBJECT_NOT_FOUND), or simply has no result."""
+        body = {
+            "idProperty": id_property,
+            "inputs": [{"id": item.id_value} for item in chunk],
+            "properties": [id_property],
+            "propertiesWithHistory": [],
+        }
+        answer = self._send("POST", f"/crm/v3/objects/{object_type}/batch/read", body, operation=f"read {object_type}")
+        keys = [item.id_value for item in chunk]
+        if answer.status not in (200, 207):
+            errors.extend(_whole_call_errors(answer, keys))
+            unread.update(_key(item) for item in chunk)
+            return
+        payload = answer.json() or {}
+        for result in payload.get("results") or []:
+            if not isinstance(result, dict) or "id" not in result:
+                continue
+            value = (result.get("properties") or {}).get(id_property)
+            if value is not None:
+                found[_key(UpsertInput(id_property, str(value), {}))] = str(result["id"])
+        unclear = [e for e in _errors_in(payload) if e.get("category") != "OBJECT_NOT_FOUND" and _status(e, 0) != 404]
+        if unclear:
+            # Not knowing whether a record exists, nothing is created or updated for the keys without a result.
+            missing = [item for item in chunk if _key(item) not in found]
+            unread.update(_key(item) for item in missing)
+            errors.extend(_batch_errors({"errors": unclear}, [item.id_value for item in missing], answer.status))
+
+    def _create_keyed(
+        self,
+        object_type: str,
+        chunk: list[UpsertInput],
+        results: dict[tuple[str, str], UpsertResult],
+        errors: list[RecordError],
+    ) -> None:
+        """batch/create of records found by a unique key (contacts, deals): the key is sent as a property, so a
+        repeated create is refused (409) rather than duplicated."""
+        traces = [str(n) for n in range(len(chunk))]
+        inputs = [
+            {"properties": {**item.properties, item.id_property: item.id_value}, "associations": [],
+             "objectWriteTraceId": trace}
+            for item, trace in zip(chunk, traces, strict=True)
+        ]  # fmt: skip
+        answer = self._send(
+            "POST", f"/crm/v3/objects/{object_type}/batch/create", {"inputs": inputs}, operation=f"create {object_type}"
+        )
+        keys = [item.id_value for item in chunk]
+        if answer.status not in (200, 201, 207):
+            errors.extend(_whole_call_errors(answer, keys))
+            return
+        payload = answer.json() or {}
+        matched = _match_results(payload.get("results") or [], chunk, traces)
+        for n, item in enumerate(chunk):
+            if n in matched:
+                results[_key(item)] = UpsertResult(id=str(matched[n]["id"]), created=True)
+        missing = [item.id_value for n, item in enumerate(chunk) if n not in matched]
+        errors.extend(_batch_errors(payload, missing, answer.status, traces=dict(zip(traces, keys, strict=True))))
+
+    def _update_keyed(
+        self,
+        object_type: str,
+        chunk: list[tuple[UpsertInput, str]],
+        results: dict[tuple[str, str], UpsertResult],
+        errors: list[RecordError],
+    ) -> None:
+        """batch/update by record id of records a read just found; one deleted since is skipped, as if not found."""
+        inputs = [
+            {"id": crm_id, "properties": {k: v for k, v in item.properties.items() if k != item.id_property}}
+            for item, crm_id in chunk
+        ]
+        answer = self._send(
+            "POST", f"/crm/v3/objects/{object_type}/batch/update", {"inputs": inputs}, operation=f"update {object_type}"
+        )
+        keys = [item.id_value for item, _ in chunk]
+        if answer.status not in (200, 201, 207):
+            errors.extend(_whole_call_errors(answer, keys))
+            return
+        payload = answer.json() or {}
+        updated = {str(r.get("id")) for r in payload.get("results") or [] if isinstance(r, dict)}
+        refused = [e for e in _errors_in(payload) if e.get("category") != "OBJECT_NOT_FOUND" and _status(e, 0) != 404]
+        missing: list[str] = []
+        for item, crm_id in chunk:
+            if crm_id in updated:
+                results[_key(item)] = UpsertResult(id=crm_id, created=False)
+            elif not refused:  # gone since the read: update_only creates nothing
+                results[_key(item)] = UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
+            else:
+                missing.append(item.id_value)
+        by_id = {crm_id: item.id_value for item, crm_id in chunk}  # errors name the record id in their context
+        errors.extend(_batch_errors({"errors": refused}, missing, answer.status, traces=by_id))
+
     # --- create once (notes, tasks) ---------------------------------------------------------------
-    def _create_once(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+    def _create_once(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy = "upsert"
+    ) -> list[UpsertResult]:
         ledger = self.ledger
         if ledger is None:
             raise CrmNotConfigured(f"create {object_type}: HubSpotCrm has no id ledger, so it cannot create once")
@@ -288,8 +489,12 @@ class HubSpotCrm:
         fresh: list[str] = []
         for key in by_key:
             entry = entries.get(key)
-            if entry is None:
+            if entry is None and policy == "update_only":
+                results[key] = UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
+            elif entry is None:
                 fresh.append(key)
+            elif entry.state == "created" and entry.crm_id and policy == "create_only":
+                results[key] = UpsertResult(id=entry.crm_id, created=False, skipped=CREATE_ONLY_EXISTS)
             elif entry.state == "created" and entry.crm_id:
                 existing.append((key, entry.crm_id))
             elif entry.state == "unknown" or self.clock() - entry.claimed_at > self.claim_seconds:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
+from crmsync.crm.port import (
+    CREATE_ONLY_EXISTS,
+    UPDATE_ONLY_MISSING,
+    Association,
+    ErasureAnswer,
+    MatchPolicy,
+    UpsertInput,
+    UpsertResult,
+)
 from crmsync.store.crm_local import LocalCrmTable
 from crmsync.store.errors import ConditionFailed
 
@@ -15,11 +23,18 @@ class LocalCrm:
     records: LocalCrmTable
     name: str = "local"
 
-    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
-        return [self._upsert_one(object_type, item) for item in inputs]
+    def upsert(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy = "upsert"
+    ) -> list[UpsertResult]:
+        """Each input on its own (the key index is read first, as for upsert, so no policy costs more)."""
+        return [self._upsert_one(object_type, item, policy) for item in inputs]
 
-    def _upsert_one(self, object_type: str, item: UpsertInput) -> UpsertResult:
+    def _upsert_one(self, object_type: str, item: UpsertInput, policy: MatchPolicy = "upsert") -> UpsertResult:
         existing = self.records.find_id(object_type, item.id_property, item.id_value)
+        if existing is not None and policy == "create_only" and self.records.get(object_type, existing) is not None:
+            return UpsertResult(id=existing, created=False, skipped=CREATE_ONLY_EXISTS)
+        if existing is None and policy == "update_only":
+            return UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
         if existing is None:
             # Key first, record second: a crash between the two leaves a key without its record, which the retry
             # completes below. (Record first would leave an unkeyed record, and the retry would make a duplicate.)
@@ -32,10 +47,15 @@ class LocalCrm:
                     self.records.update_properties(object_type, new_id, item.properties)
                 return UpsertResult(id=new_id, created=True)
             existing = winner  # a concurrent writer claimed it first
+            if policy == "create_only":
+                return UpsertResult(id=existing, created=False, skipped=CREATE_ONLY_EXISTS)
         try:
             self.records.update_properties(object_type, existing, item.properties)
         except ConditionFailed:
-            # The key's record was never written (its writer died in between): write it now, once.
+            # The key's record was never written (its writer died in between): write it now, once (not on update_only:
+            # no record holds the key).
+            if policy == "update_only":
+                return UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
             try:
                 self.records.create(object_type, existing, item.properties)
             except ConditionFailed:  # a racing retry wrote it first
@@ -72,8 +92,11 @@ class LocalCrm:
                 self.records.point_key(object_type, name, value, primary_id)
         self.records.delete(object_type, merged_id)
 
-    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Id property value -> the record's properties, for the values a record holds (reconciliation)."""
+    def read(
+        self, object_type: str, id_property: str, values: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, str]]:
+        """Id property value -> the record's properties (all of them), for the values a record holds
+        (reconciliation)."""
         found: dict[str, dict[str, str]] = {}
         for value in dict.fromkeys(values):
             record_id = self.records.find_id(object_type, id_property, value)

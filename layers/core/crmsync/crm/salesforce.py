@@ -9,6 +9,15 @@ config/mappings/salesforce.yaml):
   UpsertResults come back in the order sent and are mapped back onto the inputs (two inputs with one external id
   are sent once). Above `bulk_threshold` records (2,000: Salesforce's own advice) one Bulk API 2.0 ingest job per
   object and external id field instead (`bulk_upsert`).
+- match policies other than upsert (the mapping's `match_policy`): one SOQL query per up to 200 external ids finds
+  the records that exist (`SELECT Id, {field} FROM {SObject} WHERE {field} IN (...)`); create_only then upserts
+  only the missing ones (idempotent, as above; the ones that exist are left unchanged), update_only updates the
+  found ones by Id (`PATCH composite/sobjects`, only the mapped fields, no fillers) and reports the missing ones
+  skipped. Per 200 records: one query plus one write call (none when nothing is left to write), where upsert takes
+  one call (the queries are per 200 even above `bulk_threshold`; create_only's upsert of the missing ones goes to
+  Bulk API 2.0 there, update_only's updates stay sObject Collections). A record created by another writer between
+  the query and a create_only upsert is updated by it (the external id field is the upsert's key, so there is never
+  a duplicate); one deleted before an update_only update is skipped.
 - per-record refusals (an external id that matches several records: HTTP 300 / DUPLICATE_EXTERNAL_ID; a duplicate
   rule: DUPLICATES_DETECTED; validation errors) are collected over the whole call, after every other record was
   written, and raised as one SalesforceRecordError naming each record, its code and what to do: the CRM writer's
@@ -47,7 +56,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -61,7 +70,15 @@ from crmsync.crm.errors import (
     CrmUnavailable,
     RecordError,
 )
-from crmsync.crm.port import Association, ErasureAnswer, UpsertInput, UpsertResult
+from crmsync.crm.port import (
+    CREATE_ONLY_EXISTS,
+    UPDATE_ONLY_MISSING,
+    Association,
+    ErasureAnswer,
+    MatchPolicy,
+    UpsertInput,
+    UpsertResult,
+)
 from crmsync.observability import logger
 
 if TYPE_CHECKING:
@@ -75,6 +92,8 @@ COLLECTION_LIMIT = 200  # records per sObject Collections call
 COMPOSITE_LIMIT = 25  # subrequests per Composite call
 BULK_THRESHOLD = 2000  # "more than 2,000 records is a good candidate for Bulk API 2.0"
 RECORD_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")  # an API field name (custom ones end in __c)
+QUERY_CHARS = 10_000  # URL-encoded literals per lookup query: the GET stays under Salesforce's 16,384-byte URI
 EMAIL = re.compile(r"[^\s@,;:\[\]()<>\"']+@[^\s@,;:\[\]()<>\"']+")
 PHONE = re.compile(r"\+\d[\d\s().-]{5,}\d")
 
@@ -180,6 +199,7 @@ def redact(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ object tables
 Default = str | Callable[[], str]
+Grouped = dict[str, dict[str, tuple[dict[str, Any], list[int]]]]  # id field -> external id -> (fields, positions)
 
 
 def _today() -> str:
@@ -188,25 +208,42 @@ def _today() -> str:
 
 @dataclass(frozen=True)
 class SObjectSpec:
-    """How one crmsync object type is written: its sObject, the values of fields Salesforce requires when the
-    mapping gives none (sent only then), and how string values become Salesforce types."""
+    """How one crmsync object type is written: its sObject, values for fields the mapping gives none (`defaults`
+    always; `fillers`, the required names people edit, only when Salesforce refuses a create without them), and how
+    string values become Salesforce types."""
 
     sobject: str
-    defaults: Mapping[str, Default] = field(default_factory=dict)
+    defaults: Mapping[str, Default] = field(default_factory=dict)  # sent whenever the mapping gives no value
+    fillers: Mapping[str, Default] = field(default_factory=dict)  # required names: sent only to create a record
     dates: frozenset[str] = frozenset()  # Date fields: an ISO timestamp becomes its UTC date
     numbers: frozenset[str] = frozenset()  # Number / Currency / Percent fields: sent as JSON numbers
     max_lengths: Mapping[str, int] = field(default_factory=dict)  # text cut to fit (e.g. Task.Subject, 255)
     merge_fields: tuple[str, ...] = ()  # filled on the primary from the merged record when blank there
 
-    def fields(self, item: UpsertInput) -> dict[str, Any]:
+    def fields(self, item: UpsertInput, *, fillers: bool = False, defaults: bool = True) -> dict[str, Any]:
+        """The record's fields, with `defaults` where the mapping gave none. A name in `fillers` the mapping gave
+        no value is left out, so an update never blanks it nor puts a filler over the name a sales rep typed;
+        `fillers=True` (for a create Salesforce refused with REQUIRED_FIELD_MISSING) fills it instead."""
         out: dict[str, Any] = {}
         for name, value in item.properties.items():
+            if value in (None, "") and name in self.fillers:
+                continue
             out[name] = self.coerce(name, value)
-        for name, default in self.defaults.items():
-            if out.get(name) in (None, ""):
-                out[name] = self.coerce(name, default() if callable(default) else default)
+        if defaults:
+            out = self.fill(out, self.defaults)
         out[item.id_property] = item.id_value
-        return out
+        return self.fill(out, self.fillers) if fillers else out
+
+    def fill(self, fields: dict[str, Any], values: Mapping[str, Default]) -> dict[str, Any]:
+        """The fields with `values` in every one of those they leave empty."""
+        missing = {name: value for name, value in values.items() if fields.get(name) in (None, "")}
+        return fields | {name: self.coerce(name, v() if callable(v) else v) for name, v in missing.items()}
+
+    def needs_fillers(self, failure: RecordFailure) -> bool:
+        """A create refused for a required name crmsync has a filler for (Bulk API errors name no fields)."""
+        return (
+            bool(self.fillers) and failure.code == "REQUIRED_FIELD_MISSING" and set(failure.fields) <= set(self.fillers)
+        )
 
     def coerce(self, name: str, value: str) -> Any:
         if name in self.dates:
@@ -253,17 +290,23 @@ CONTACT_FIELDS = (
     "MailingCountry",
     "AccountId",
 )
+Sender = Callable[["SObjectSpec", Grouped, list[UpsertResult | None], list["RecordFailure"]], None]
 NOT_PROVIDED = "[not provided]"  # Salesforce's own filler for a required name nobody gave
 
 OBJECTS: dict[str, SObjectSpec] = {
-    "contacts": SObjectSpec("Contact", defaults={"LastName": NOT_PROVIDED}, merge_fields=CONTACT_FIELDS),
-    "companies": SObjectSpec("Account", defaults={"Name": NOT_PROVIDED}, numbers=frozenset({"AnnualRevenue"})),
+    "contacts": SObjectSpec(
+        "Contact",
+        fillers={"LastName": NOT_PROVIDED},
+        numbers=frozenset({"Crmsync_Risk_Score__c"}),  # the rules' risk score (config/mappings/salesforce.yaml)
+        merge_fields=CONTACT_FIELDS,
+    ),
+    "companies": SObjectSpec("Account", fillers={"Name": NOT_PROVIDED}, numbers=frozenset({"AnnualRevenue"})),
     "deals": SObjectSpec(
         "Opportunity",
         # An open deal has no close date yet: Salesforce requires one, so it is the day crmsync last wrote it.
         defaults={"StageName": "Prospecting", "CloseDate": _today},
         dates=frozenset({"CloseDate"}),
-        numbers=frozenset({"Amount", "Probability", "Crmsync_Refunded_Amount__c"}),
+        numbers=frozenset({"Amount", "Probability", "Crmsync_Refunded_Amount__c", "Crmsync_Risk_Score__c"}),
     ),
     "notes": SObjectSpec(
         "Task",
@@ -727,13 +770,45 @@ class SalesforceCrm:
         return spec
 
     # ------------------------------------------------------------------------------------------------ upsert
-    def upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+    def upsert(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy = "upsert"
+    ) -> list[UpsertResult]:
+        if policy != "upsert":
+            return self._write_by_policy(object_type, inputs, policy)
         if len(inputs) > self.bulk_threshold:
             return self.bulk_upsert(object_type, inputs)
+        return self._with_fillers_on_create("upsert", object_type, inputs, self._upsert_collections)
+
+    def _with_fillers_on_create(
+        self, operation: str, object_type: str, inputs: Sequence[UpsertInput], send: Sender
+    ) -> list[UpsertResult]:
+        """Send the records without fillers; Salesforce cannot say "fill this only when creating", so the ones it
+        refused to create for want of a required field go again with their fillers (one more call, only for new
+        records without, say, a last name). An existing record's name is never overwritten by a filler."""
         spec = self._spec(object_type)
         results: list[UpsertResult | None] = [None] * len(inputs)
         failures: list[RecordFailure] = []
-        for id_field, records in _by_external_id(spec, inputs).items():
+        send(spec, _by_external_id(spec, inputs), results, failures)
+        again = sorted({f.index for f in failures if spec.needs_fillers(f)})
+        if again:
+            failures = [f for f in failures if f.index not in again]
+            retried: list[UpsertResult | None] = [None] * len(again)
+            refused: list[RecordFailure] = []
+            send(spec, _by_external_id(spec, [inputs[i] for i in again], fillers=True), retried, refused)
+            for position, result in zip(again, retried, strict=True):
+                results[position] = result
+            failures.extend(replace(f, index=again[f.index]) for f in refused)
+        return _finish(operation, spec.sobject, results, failures)
+
+    def _upsert_collections(
+        self,
+        spec: SObjectSpec,
+        grouped: dict[str, dict[str, tuple[dict[str, Any], list[int]]]],
+        results: list[UpsertResult | None],
+        failures: list[RecordFailure],
+    ) -> None:
+        """sObject Collections upserts by external id field, 200 records a call; fills results and failures."""
+        for id_field, records in grouped.items():
             items = list(records.items())
             for start in range(0, len(items), COLLECTION_LIMIT):
                 chunk = items[start : start + COLLECTION_LIMIT]
@@ -756,15 +831,20 @@ class SalesforceCrm:
                             results[i] = written
                     else:
                         failures.extend(_failures(positions, value, result.get("errors")))
-        return _finish("upsert", spec.sobject, results, failures)
 
     def bulk_upsert(self, object_type: str, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
         """Upsert through Bulk API 2.0 (one ingest job per external id field): for backfills, where sObject
         Collections would take more than `bulk_threshold` / 200 calls. Results mapped back by external id."""
-        spec = self._spec(object_type)
-        results: list[UpsertResult | None] = [None] * len(inputs)
-        failures: list[RecordFailure] = []
-        for id_field, records in _by_external_id(spec, inputs).items():
+        return self._with_fillers_on_create("bulk upsert", object_type, inputs, self._bulk_jobs)
+
+    def _bulk_jobs(
+        self,
+        spec: SObjectSpec,
+        grouped: dict[str, dict[str, tuple[dict[str, Any], list[int]]]],
+        results: list[UpsertResult | None],
+        failures: list[RecordFailure],
+    ) -> None:
+        for id_field, records in grouped.items():
             rows = [{name: _csv(value) for name, value in fields.items()} for fields, _ in records.values()]
             successful, failed = self.api.bulk_upsert(spec.sobject, id_field, rows, poll_seconds=self.bulk_poll_seconds)
             for row in successful:
@@ -788,7 +868,95 @@ class SalesforceCrm:
                     failures.extend(
                         _failures(records[value][1], value, [{"statusCode": "UNPROCESSED", "message": "no result"}])
                     )
-        return _finish("bulk upsert", spec.sobject, results, failures)
+
+    # ------------------------------------------------------------------------------- create_only / update_only
+    def _write_by_policy(
+        self, object_type: str, inputs: Sequence[UpsertInput], policy: MatchPolicy
+    ) -> list[UpsertResult]:
+        """Query which external ids a record holds, then create the missing ones (create_only: an upsert, so a
+        retry never duplicates) or update the found ones by Id (update_only)."""
+        spec = self._spec(object_type)
+        results: list[UpsertResult | None] = [None] * len(inputs)
+        failures: list[RecordFailure] = []
+        to_create: list[int] = []  # input positions
+        to_update: list[tuple[str, str, dict[str, Any], list[int]]] = []  # (record id, external id, fields, inputs)
+        for id_field, records in _by_external_id(spec, inputs).items():
+            found = self._existing(spec.sobject, id_field, list(records))
+            for value, (_, positions) in records.items():
+                ids = found.get(value, [])
+                if len(ids) > 1:
+                    failures.extend(_failures(positions, value, [{"statusCode": "MULTIPLE_CHOICES", "message": (
+                        f"more than one record found for external id field {id_field}")}]))  # fmt: skip
+                elif ids and policy == "create_only":
+                    for i in positions:
+                        results[i] = UpsertResult(id=ids[0], created=False, skipped=CREATE_ONLY_EXISTS)
+                elif policy == "create_only":
+                    to_create.extend(positions)
+                elif ids:
+                    fields: dict[str, Any] = {}
+                    for i in positions:  # the later input's values over the earlier's, as an upsert sends them
+                        fields |= spec.fields(inputs[i], defaults=False)
+                    to_update.append((ids[0], value, fields, positions))
+                else:
+                    for i in positions:
+                        results[i] = UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
+        if to_create:
+            created: list[UpsertResult | None]
+            try:
+                created = list(self.upsert(object_type, [inputs[i] for i in to_create]))
+            except SalesforceRecordError as refused:
+                created = list(refused.results)
+                failures.extend(replace(f, index=to_create[f.index]) for f in refused.failures)
+            for i, result in zip(to_create, created, strict=False):
+                results[i] = result
+        for start in range(0, len(to_update), COLLECTION_LIMIT):
+            self._update_by_id(spec, to_update[start : start + COLLECTION_LIMIT], results, failures)
+        skipped = sum(1 for r in results if r is not None and r.skipped)
+        if skipped:
+            logger.info("salesforce match policy left records alone", sobject=spec.sobject, policy=policy,
+                        skipped=skipped)  # fmt: skip
+        return _finish(policy, spec.sobject, results, failures)
+
+    def _existing(self, sobject: str, id_field: str, values: list[str]) -> dict[str, list[str]]:
+        """External id value -> the ids of the records holding it (one query per chunk of values)."""
+        if not FIELD_NAME.match(id_field):
+            raise SalesforceNotConfigured(f"not a Salesforce field name: {id_field[:80]!r}")
+        found: dict[str, list[str]] = {}
+        for chunk in _query_chunks(values):
+            literals = ", ".join(_soql_string(value) for value in chunk)
+            soql = f"SELECT Id, {id_field} FROM {sobject} WHERE {id_field} IN ({literals})"  # noqa: S608 - escaped
+            for row in self.api.query(soql):
+                found.setdefault(str(row.get(id_field)), []).append(str(row["Id"]))
+        return found
+
+    def _update_by_id(
+        self,
+        spec: SObjectSpec,
+        chunk: list[tuple[str, str, dict[str, Any], list[int]]],
+        results: list[UpsertResult | None],
+        failures: list[RecordFailure],
+    ) -> None:
+        records = [
+            {"attributes": {"type": spec.sobject}, "id": record_id, **fields} for record_id, _, fields, _ in chunk
+        ]
+        answer = self.api.call("PATCH", "composite/sobjects", body={"allOrNone": False, "records": records})
+        if not isinstance(answer, list) or len(answer) != len(chunk):
+            raise SalesforceRequestError(
+                f"Salesforce update of {spec.sobject}: expected {len(chunk)} results, got "
+                f"{len(answer) if isinstance(answer, list) else type(answer).__name__}"
+            )
+        for (record_id, external_id, _, positions), result in zip(chunk, answer, strict=True):
+            errors = result.get("errors") if isinstance(result.get("errors"), list) else []
+            code = _code(errors[0]) if errors and isinstance(errors[0], dict) else ""
+            if result.get("success"):
+                written = UpsertResult(id=record_id, created=False)
+            elif code in GONE:  # deleted since the query: update_only creates nothing
+                written = UpsertResult(id="", created=False, skipped=UPDATE_ONLY_MISSING)
+            else:
+                failures.extend(_failures(positions, external_id, errors))
+                continue
+            for i in positions:
+                results[i] = written
 
     # ------------------------------------------------------------------------------------------- associations
     def associate(self, from_type: str, to_type: str, pairs: Sequence[Association]) -> None:
@@ -907,10 +1075,45 @@ class SalesforceCrm:
                 failures.extend(_failures([start + i], record_id, errors or [{"statusCode": code}]))
 
     # -------------------------------------------------------------------------------------------------- merge
-    def read(self, object_type: str, id_property: str, values: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Reconciliation's batched read-back (CrmPort.read): not built for Salesforce yet, so a reconciliation run
-        checks source against state only and reports the CRM check as failed with this reason."""
-        raise NotImplementedError("CRM read-back is not implemented for Salesforce yet")
+    def read(
+        self, object_type: str, id_property: str, values: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, dict[str, str]]:
+        """Reconciliation's batched read-back (CrmPort.read): `SELECT Id, <id field>, <properties> FROM <SObject>
+        WHERE <id field> IN (...)`, `READ_VALUES` values a query (literals escaped by simple-salesforce's
+        format_soql), up to 25 queries in one Composite call: the queries travel in the body, so no URL grows past
+        Salesforce's 16 KB limit, and 5,000 values cost one API call. Values come back as text (numbers as Salesforce
+        returns them, dates YYYY-MM-DD, booleans true/false): compare them with `as_stored` of what was sent."""
+        from simple_salesforce.format import format_soql
+
+        spec = self._spec(object_type)
+        fields = list(dict.fromkeys(["Id", id_property, *properties]))
+        for name in fields:
+            if not FIELD_NAME.match(name):
+                raise SalesforceNotConfigured(f"not a Salesforce field name: {name[:60]!r}")
+        wanted = list(dict.fromkeys(v for v in values if v))
+        queries = {
+            f"r{n}": format_soql(
+                "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}",
+                ", ".join(fields), spec.sobject, id_property, wanted[start : start + READ_VALUES],
+            )
+            for n, start in enumerate(range(0, len(wanted), READ_VALUES))
+        }  # fmt: skip
+        found: dict[str, dict[str, str]] = {}
+        refs = list(queries)
+        for start in range(0, len(refs), COMPOSITE_LIMIT):
+            group = {ref: queries[ref] for ref in refs[start : start + COMPOSITE_LIMIT]}
+            for rows in self._read_all(group).values():
+                for row in rows:
+                    held = row.get(id_property)
+                    if held is not None:
+                        found[str(held)] = {k: _text(v) for k, v in row.items() if k != "attributes"}
+        return found
+
+    def as_stored(self, object_type: str, properties: Mapping[str, str]) -> dict[str, str]:
+        """The text `read` gives back for these mapped values once written: each coerced as the adapter sends it
+        (a timestamp's UTC date, a number, text cut to its field's length). Reconciliation compares through it."""
+        spec = self._spec(object_type)
+        return {name: _text(spec.coerce(name, value)) for name, value in properties.items()}
 
     def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
         """Fold one contact into another: re-parent, then delete (see the module docstring). Merging a contact that
@@ -1025,7 +1228,7 @@ class SalesforceCrm:
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _by_external_id(
-    spec: SObjectSpec, inputs: Sequence[UpsertInput]
+    spec: SObjectSpec, inputs: Sequence[UpsertInput], *, fillers: bool = False
 ) -> dict[str, dict[str, tuple[dict[str, Any], list[int]]]]:
     """id field -> external id value -> (record fields, input positions): one record per external id (two inputs
     with one id are sent once, the later input's values over the earlier's), in input order."""
@@ -1038,6 +1241,10 @@ def _by_external_id(
             records[item.id_value] = ({**earlier, **fields}, [*positions, i])
         else:
             records[item.id_value] = (fields, [i])
+    if fillers:  # after the merge: a later input without a name must not put a filler over an earlier one's name
+        for records in grouped.values():
+            for value, (fields, positions) in records.items():
+                records[value] = (spec.fill(fields, spec.fillers), positions)
     return grouped
 
 
@@ -1083,6 +1290,44 @@ def _select(fields: Sequence[str], sobject: str, where: str, record_ids: Sequenc
         _check_id(record_id)
     ids = ", ".join(f"'{record_id}'" for record_id in record_ids)
     return f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} IN ({ids})"  # noqa: S608 - ids checked above
+
+
+def _soql_string(value: str) -> str:
+    """A SOQL string literal, quoted and escaped by simple-salesforce (its format_soql quoting), so an external id
+    can never end the literal."""
+    from simple_salesforce.format import quote_soql_value
+
+    return str(quote_soql_value(value))
+
+
+def _query_chunks(values: Sequence[str]) -> list[list[str]]:
+    """Values for `IN (...)` lookups: at most COLLECTION_LIMIT a query, and at most QUERY_CHARS of URL-encoded
+    literals (typical external ids fit 200 a query)."""
+    chunks: list[list[str]] = []
+    size = 0
+    for value in values:
+        length = len(quote(_soql_string(value) + ", ", safe=""))
+        if not chunks or len(chunks[-1]) >= COLLECTION_LIMIT or size + length > QUERY_CHARS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(value)
+        size += length
+    return chunks
+
+
+READ_VALUES = 200  # values per SOQL read-back query (well within SOQL's 100,000-character statement limit)
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _text(value: Any) -> str:
+    """A SOQL result value as text: null -> "", booleans true/false, numbers without a float's trailing ".0"."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _check_id(record_id: str) -> None:

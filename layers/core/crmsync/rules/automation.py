@@ -30,6 +30,7 @@ from crmsync.views import customer_external_id, customer_view, deal_target
 if TYPE_CHECKING:
     from crmsync.crm.port import CrmPort
     from crmsync.mapping import Mapping
+    from crmsync.mapping.fields import RuleObject
     from crmsync.rules.config import Action, CompiledRule, RuleSet
     from crmsync.store.aggregates import AggregateStore, Contribution
     from crmsync.store.bus import EventBus
@@ -442,6 +443,12 @@ def apply_plan(plan: EventPlan, deps: AutomationDeps) -> dict[str, int]:
     if tags and plan.customer_id and plan.contact:
         every = deps.reader.aggregates.add_tags(plan.customer_id, tags)
         contact_props["crmsync_tags"] = ";".join(sorted(every))
+    # Rule files name properties as HubSpot does; the mapping's rule_properties renames them for its backend.
+    mapping = deps.reader.mapping
+    contact_props = mapping.for_rules("contacts", contact_props)
+    deal_props = mapping.for_rules("deals", deal_props)
+    tasks = [_for_backend(mapping, "tasks", item) for item in tasks]
+    notes = [_for_backend(mapping, "notes", item) for item in notes]
     wants_records = bool(tasks or notes)
     contact_id = (
         _upsert_contact(plan, contact_props, deps) if plan.contact and (contact_props or wants_records) else None
@@ -467,25 +474,39 @@ def apply_plan(plan: EventPlan, deps: AutomationDeps) -> dict[str, int]:
     return applied
 
 
+def _for_backend(mapping: Mapping, object_type: RuleObject, item: UpsertInput) -> UpsertInput:
+    """A rule's task or note under the backend's property names, found by its external id as the backend spells
+    that (renamed, and suffixed where the mapping says so)."""
+    id_property = mapping.rule_property(object_type, item.id_property)
+    properties = mapping.for_rules(object_type, item.properties)
+    if id_property is None or id_property not in properties:  # refused at load by check_rule_properties
+        from crmsync.mapping import MappingError
+
+        raise MappingError(f"{mapping.source}: rule_properties.{object_type}.{item.id_property} must name a field")
+    return UpsertInput(id_property, properties[id_property], properties)
+
+
 def _upsert_contact(plan: EventPlan, properties: dict[str, str], deps: AutomationDeps) -> str | None:
-    """The customer's contact, found the way the CRM writer finds it (the mapped view), with the rule's properties."""
+    """The customer's contact, found the way the CRM writer finds it (the mapped view, the mapping's match policy),
+    with the rule's properties; None when the policy finds no contact to update (update_only)."""
     assert plan.contact is not None
     mapping = deps.reader.mapping.contacts
     mapped = {**mapping.apply(plan.contact), **properties}
     for id_property in (mapping.id_property, mapping.fallback_id_property):
         if id_property and mapped.get(id_property):
-            [result] = deps.crm.upsert("contacts", [UpsertInput(id_property, mapped[id_property], mapped)])
-            return result.id
+            inputs = [UpsertInput(id_property, mapped[id_property], mapped)]
+            [result] = deps.crm.upsert("contacts", inputs, policy=mapping.match_policy)
+            return result.id or None
     return None
 
 
-def _upsert_deal(plan: EventPlan, properties: dict[str, str], deps: AutomationDeps) -> str:
+def _upsert_deal(plan: EventPlan, properties: dict[str, str], deps: AutomationDeps) -> str | None:
+    """The entity's deal with the rule's properties, as the mapping's match policy allows (None: no deal to update)."""
     assert plan.deal is not None
-    id_property = deps.reader.mapping.deals.id_property
-    [result] = deps.crm.upsert(
-        "deals", [UpsertInput(id_property, plan.deal[1], {**properties, id_property: plan.deal[1]})]
-    )
-    return result.id
+    mapping = deps.reader.mapping.deals
+    inputs = [UpsertInput(mapping.id_property, plan.deal[1], {**properties, mapping.id_property: plan.deal[1]})]
+    [result] = deps.crm.upsert("deals", inputs, policy=mapping.match_policy)
+    return result.id or None
 
 
 def _detail(plan: EventPlan, decision: DecisionPlan, data: dict[str, Any]) -> str:

@@ -162,6 +162,7 @@ def run(request: DryRunRequest, settings: Settings, deadline: Deadline) -> dict[
     from crmsync.mapping import load_mapping
     from crmsync.rules.automation import Reader
     from crmsync.rules.config import load_rules, parse_rules_text
+    from crmsync.rules.properties import check_rule_properties
     from crmsync.store.aggregates import AggregateStore
     from crmsync.store.decisions import DecisionStore
     from crmsync.store.history import History
@@ -171,11 +172,13 @@ def run(request: DryRunRequest, settings: Settings, deadline: Deadline) -> dict[
         rules = parse_rules_text(request.rules_yaml, source="rules_yaml", name="inline")
     else:
         rules = load_rules(request.rules or settings.rules)
+    mapping = load_mapping(settings.mapping)
+    check_rule_properties(rules, mapping)  # a rule writing a property this backend's mapping does not place: 400
     reader = Reader(
         state=StateStore(settings.state_table),
         aggregates=AggregateStore(settings.state_table),
         decisions=DecisionStore(settings.state_table),
-        mapping=load_mapping(settings.mapping),
+        mapping=mapping,
         reporting_currency=settings.reporting_currency,
     )
     return dry_run(request, rules, reader, History(settings.state_table), deadline)

@@ -14,6 +14,8 @@ Items (pk / sk):
 - ERASED#<sha256 of an identity key> / ERASED   tombstone: that key's person was erased (crmsync.erasure)
 - ERASURE#<erasure id> / ERASURE   the proof of one erasure (what was erased where, when; no personal data)
 - ERASURE-PLAN#<erasure id> / PLAN   what an erasure in progress still has to erase (gone once it completes)
+- DIRTY#<shard> / <entity>#<key>, FLUSH#LEASE / LEASE   records the CRM flusher has yet to write, and its lease
+  (CRM_FLUSH_DELAY_SECONDS > 0; crmsync.store.dirty)
 Index `by-customer` (customer_id, pk): every entity and identity link of one customer.
 """
 

@@ -84,7 +84,7 @@ class BackfillRequest(BaseModel):
     def object_types(self) -> list[str]:
         known = OBJECTS[self.source]
         if not known:
-            raise NotSupported(f"{self.source} backfill is not supported yet (transaction search)")
+            raise NotSupported(f"{self.source} backfill is not supported")
         chosen = list(dict.fromkeys(self.objects)) or [o for o in known if o != "events"]
         unknown = [o for o in chosen if o not in known]
         if unknown:

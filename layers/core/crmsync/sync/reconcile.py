@@ -19,11 +19,15 @@ A run for one source:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync.convert import KINDS
@@ -33,7 +37,7 @@ from crmsync.observability import logger
 from crmsync.sync.clients import OBJECTS, SourceApiError, SourceClient
 from crmsync.sync.errors import NotConfigured, NotSupported
 from crmsync.sync.records import SourceRecord, as_webhook, compare, convert_record, send_through_ingest
-from crmsync.views import customer_view, order_view, payment_view
+from crmsync.views import customer_view
 
 if TYPE_CHECKING:
     from crmsync.crm.port import CrmPort
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 
 STRIPE_EVENTS_DAYS = 30  # Stripe keeps events this long; older cursors rescan objects instead
 DELETION_TOPICS = {("woocommerce", "orders"): "order.deleted", ("woocommerce", "customers"): "customer.deleted"}
-READ_BATCH = 100
+READ_BATCH = 1000  # values per CrmPort.read call; each adapter splits them into its own requests (HubSpot 100)
 FIELDS = ("checked", "missing", "stale", "deleted", "repaired", "failed")
 
 
@@ -56,6 +60,7 @@ class Drift:
     deleted: int = 0
     repaired: int = 0
     failed: int = 0
+    crm_reads: int = 0  # CrmPort.read calls made (each one or more CRM requests)
     examples: list[dict[str, str]] = field(default_factory=list)  # at most 20: key, where, what
 
     def note(self, key: str, where: str, what: str) -> None:
@@ -63,7 +68,11 @@ class Drift:
             self.examples.append({"key": key, "where": where, "drift": what})
 
     def as_json(self) -> dict[str, Any]:
-        return {**{name: getattr(self, name) for name in FIELDS}, "examples": self.examples}
+        return {
+            **{name: getattr(self, name) for name in FIELDS},
+            "crm_reads": self.crm_reads,
+            "examples": self.examples,
+        }
 
 
 @dataclass
@@ -75,12 +84,14 @@ class ReconcileDeps:
     repair_crm: Callable[[list[DomainEvent]], object]
     known_keys: Callable[[str], list[str]]  # state pk prefix -> every pk stored under it (entities)
     deadline: Deadline = field(default_factory=Deadline.never)
+    # The run's totals as CloudWatch metrics (default: EMF through Powertools; the drift alarm watches them)
+    publish: Callable[[str, dict[str, int]], None] = field(default_factory=lambda: publish_drift)
 
 
 def _objects(source: str, since: datetime | None, now: datetime) -> list[str]:
     known = OBJECTS.get(source, ())
     if not known:
-        raise NotSupported(f"{source} reconciliation is not supported yet (transaction search)")
+        raise NotSupported(f"{source} reconciliation is not supported")
     if source == "stripe" and since is not None and now - since < timedelta(days=STRIPE_EVENTS_DAYS - 1):
         return ["events"]
     return [o for o in known if o != "events"]
@@ -134,8 +145,36 @@ def run(source: str, deps: ReconcileDeps, *, run_id: str, full: bool = False) ->
         },
     )
     store.put_run(run_id, report)
+    try:
+        deps.publish(source, totals)
+    except Exception:  # metrics are best effort: the report is stored already
+        logger.exception("reconciliation metrics not published", run_id=run_id)
     logger.info("reconciliation done", run_id=run_id, source=source, **totals)
     return report
+
+
+METRICS = {"checked": "ReconcileChecked", "repaired": "ReconcileRepaired", "failed": "ReconcileFailed"}
+
+
+def publish_drift(source: str, totals: dict[str, int]) -> None:
+    """One run's totals as CloudWatch metrics (EMF, namespace POWERTOOLS_METRICS_NAMESPACE): ReconcileDrift (missing +
+    stale + deleted), ReconcileChecked, ReconcileRepaired, ReconcileFailed, each with the dimensions `service` and
+    `stack` (CRMSYNC_STACK: the stack's name, so two stacks' alarms never see each other's drift) that the
+    ReconcileDriftAlarm of template.yaml watches; per source: the log line, the run report, GET /sync/metrics."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "crmsync")
+    dimensions = {
+        "service": os.environ.get("POWERTOOLS_SERVICE_NAME", "crmsync"),
+        "stack": os.environ.get("CRMSYNC_STACK", "local"),
+    }
+    values = {"ReconcileDrift": totals["missing"] + totals["stale"] + totals["deleted"]}
+    values.update({metric: totals[name] for name, metric in METRICS.items()})
+    for name, value in values.items():
+        with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace) as metric:
+            for key, dimension in dimensions.items():
+                metric.add_dimension(name=key, value=dimension)
+    logger.info("reconciliation metrics", source=source, metrics=values)
 
 
 def _reconcile_object(
@@ -184,9 +223,7 @@ def _reconcile_object(
             )
     if since is None:
         _deleted_at_source(source, object_type, seen, deps, drift, run_id)
-    if deps.crm is not None and deps.mapping is not None:
-        _check_crm(in_step, deps, drift)
-    return True
+    return _check_crm(in_step, deps, drift)
 
 
 def _entity_keys(record: SourceRecord) -> list[tuple[str, str]]:
@@ -225,90 +262,130 @@ def _deleted_at_source(
         )
 
 
-def expected_records(
-    entities: Sequence[tuple[str, str]], state: StateStore, mapping: Mapping
-) -> dict[str, list[tuple[str, str, dict[str, str], DomainEvent]]]:
-    """CRM object type -> (id property, id value, mapped properties, the event that rewrites it) for each entity
-    and its customer, as the CRM writer would send them for the stored state."""
-    from crmsync.identity import current_id
+@dataclass(frozen=True)
+class Expected:
+    """One CRM record as the CRM writer would send it for the stored state, and the event that rewrites it."""
 
-    found: dict[str, list[tuple[str, str, dict[str, str], DomainEvent]]] = {"contacts": [], "deals": []}
-    customers: set[str] = set()
-    for kind, key in entities:
-        stored = state.get_entity(kind, key)
-        if stored is None:
-            continue
-        owner = current_id(state, stored.customer_id) if stored.customer_id else None
-        view = order_view(stored.data, owner) if kind == "ORDER" else payment_view(stored.data, owner)
-        event = _event("order" if kind == "ORDER" else "payment", key, owner, stored.data)
-        _add(found["deals"], mapping.deals, view, event)
-        if owner:
-            customers.add(owner)
-    for cid in sorted(customers):
+    id_property: str
+    value: str
+    properties: dict[str, str]
+    event: DomainEvent
+
+
+def expected_records(
+    entities: Sequence[tuple[str, str]], state: StateStore, mapping: Mapping, crm: CrmPort
+) -> dict[str, list[Expected]]:
+    """CRM object type -> the records the CRM writer would send for these entities (ORDER / PAYMENT keys) and their
+    customers. The writer's own gathering decides it (crmsync.writer._gather): a payment that names a known order is
+    that order's deal (its payment status), not a deal of its own; an entity is sent under the customer holding it."""
+    from crmsync.writer import WriterDeps, WriteSummary, _gather
+
+    events = [_event("order" if kind == "ORDER" else "payment", key) for kind, key in entities]
+    batch = _gather(events, WriterDeps(state=state, crm=crm, mapping=mapping), WriteSummary())
+    found: dict[str, list[Expected]] = {"contacts": [], "deals": []}
+    for key, view in batch.deals.items():
+        entity: Entity = "payment" if batch.deal_pk.get(key, "").startswith("PAYMENT#") else "order"
+        _add(found["deals"], mapping.deals, view, _event(entity, key))
+    for cid in batch.customers:
         items = state.customer_items(cid)
         if items:
-            event = _event("customer", cid, cid, items[0].data)
-            _add(found["contacts"], mapping.contacts, customer_view(cid, items), event)
+            _add(found["contacts"], mapping.contacts, customer_view(cid, items), _event("customer", cid))
     return found
 
 
-def _add(into: list[Any], mapping: ObjectMapping, view: dict[str, Any], event: DomainEvent) -> None:
+def _add(into: list[Expected], mapping: ObjectMapping, view: dict[str, Any], event: DomainEvent) -> None:
     properties = mapping.apply(view)
     for id_property in (mapping.id_property, mapping.fallback_id_property):
         if id_property and properties.get(id_property):
-            into.append((id_property, properties[id_property], properties, event))
+            into.append(Expected(id_property, properties[id_property], properties, event))
             return
 
 
 Entity = Literal["customer", "order", "payment"]
 
 
-def _event(entity: Entity, key: str, customer_id: str | None, data: dict[str, Any]) -> DomainEvent:
-    version = data.get("source_version") or datetime.now(UTC).isoformat()
+def _event(entity: Entity, key: str) -> DomainEvent:
+    """A repair: the CRM writer reads the entity's current state, so the event carries only which entity."""
     return DomainEvent(
         entity=entity,
         key=key,
-        customer_id=customer_id,
-        source=str(data.get("source", "reconcile")),
-        source_id=data.get("source_id"),
-        source_version=version,
+        customer_id=None,
+        source="reconcile",
+        source_id=None,
+        source_version=datetime.now(UTC).isoformat(),
         receipt_id="reconcile",
         correlation_id="reconcile",
         data=None,
     )
 
 
-def _check_crm(entities: Sequence[tuple[str, str]], deps: ReconcileDeps, drift: Drift) -> None:
-    if deps.crm is None or deps.mapping is None:
-        return
+# --- comparing what the CRM holds with what the writer would send ---------------------------------------------------
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def comparable(value: object) -> str:
+    """A property value in the form two CRMs' spellings of it agree on: numbers without trailing zeros ("215.40" and
+    HubSpot's "215.4", Salesforce's 215.4), timestamps as UTC to the second (".000Z", "+00:00"), text trimmed."""
+    text = "" if value is None else str(value).strip()
+    if _NUMBER.match(text):
+        return format(Decimal(text).normalize(), "f")
+    if _TIMESTAMP.match(text):
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return text
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="seconds")
+    return text
+
+
+def mapped_checksum(properties: dict[str, str], names: Sequence[str]) -> str:
+    """Digest of the named (mapped) properties in comparable form: equal digests, equal records."""
+    content = [(name, comparable(properties.get(name))) for name in sorted(names)]
+    return hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
+
+
+def _stored_form(crm: CrmPort, object_type: str, properties: dict[str, str]) -> dict[str, str]:
+    """What the backend keeps of the values sent (Salesforce turns a timestamp into a date, text into numbers);
+    backends that keep text as sent (HubSpot, local) have no `as_stored`."""
+    as_stored: Callable[[str, dict[str, str]], dict[str, str]] | None = getattr(crm, "as_stored", None)
+    return as_stored(object_type, properties) if as_stored is not None else properties
+
+
+def _check_crm(entities: Sequence[tuple[str, str]], deps: ReconcileDeps, drift: Drift) -> bool:
+    """Step 4: read the CRM records back in batches and compare checksums of their mapped fields; True unless a read
+    failed or the deadline came (the run is then partial and its cursor stays)."""
+    crm = deps.crm
+    if crm is None or deps.mapping is None:
+        return True
+    from crmsync.crm.errors import CrmError
+    from crmsync.observability import mask_personal_data
+
     repairs: dict[str, DomainEvent] = {}
-    for object_type, wanted in expected_records(entities, deps.sync.state, deps.mapping).items():
-        for start in range(0, len(wanted), READ_BATCH):
-            chunk = wanted[start : start + READ_BATCH]
-            by_property: dict[str, list[str]] = {}
-            for id_property, value, _, _ in chunk:
-                by_property.setdefault(id_property, []).append(value)
-            read: dict[tuple[str, str], dict[str, str]] = {}
-            try:
-                for id_property, values in by_property.items():
-                    for value, properties in deps.crm.read(object_type, id_property, values).items():
-                        read[(id_property, value)] = properties
-            except NotImplementedError as exc:
-                drift.failed += len(chunk)
-                drift.note(object_type, "crm", str(exc))
-                continue
-            for id_property, value, properties, event in chunk:
-                record = read.get((id_property, value))
-                if record is None:
-                    drift.missing += 1
-                    drift.note(value, f"crm {object_type}", "missing")
-                    repairs[f"{event.entity}:{event.key}"] = event
+    complete = True
+    for object_type, wanted in expected_records(entities, deps.sync.state, deps.mapping, crm).items():
+        by_property: dict[str, list[Expected]] = {}
+        for item in wanted:
+            by_property.setdefault(item.id_property, []).append(item)
+        for id_property, items in by_property.items():
+            for start in range(0, len(items), READ_BATCH):
+                if deps.deadline.passed():
+                    return False
+                chunk = items[start : start + READ_BATCH]
+                names = sorted({name for item in chunk for name in item.properties} - {id_property})
+                try:
+                    read = crm.read(object_type, id_property, [item.value for item in chunk], names)
+                except (CrmError, NotImplementedError) as exc:
+                    drift.failed += len(chunk)
+                    drift.note(
+                        object_type, "crm", f"read failed: {type(exc).__name__}: {mask_personal_data(str(exc))[:200]}"
+                    )
+                    complete = False
                     continue
-                differing = sorted(k for k, v in properties.items() if v and record.get(k) != v)
-                if differing:
-                    drift.stale += 1
-                    drift.note(value, f"crm {object_type}", "stale: " + ", ".join(differing))
-                    repairs[f"{event.entity}:{event.key}"] = event
+                drift.crm_reads += 1
+                for item in chunk:
+                    _compare(item, read.get(item.value), crm, object_type, drift, repairs)
     if repairs:
         try:
             deps.repair_crm(list(repairs.values()))
@@ -316,6 +393,38 @@ def _check_crm(entities: Sequence[tuple[str, str]], deps: ReconcileDeps, drift: 
         except Exception:
             logger.exception("crm repair not sent")
             drift.failed += len(repairs)
+    return complete
+
+
+def _compare(
+    item: Expected,
+    record: dict[str, str] | None,
+    crm: CrmPort,
+    object_type: str,
+    drift: Drift,
+    repairs: dict[str, DomainEvent],
+) -> None:
+    where = f"crm {object_type}"
+    label = mask_key(item.value)
+    if record is None:
+        drift.missing += 1
+        drift.note(label, where, "missing")
+        repairs[f"{item.event.entity}:{item.event.key}"] = item.event
+        return
+    expected = {k: v for k, v in _stored_form(crm, object_type, item.properties).items() if v}
+    if mapped_checksum(expected, list(expected)) == mapped_checksum(record, list(expected)):
+        return
+    differing = sorted(k for k, v in expected.items() if comparable(v) != comparable(record.get(k)))
+    drift.stale += 1
+    drift.note(label, where, "stale: " + ", ".join(differing))
+    repairs[f"{item.event.entity}:{item.event.key}"] = item.event
+
+
+def mask_key(value: str) -> str:
+    """A record key for the drift report: an email key is masked (reports never hold personal data)."""
+    from crmsync.observability import mask_personal_data
+
+    return mask_personal_data(value)
 
 
 def detail_type(event: DomainEvent) -> str:

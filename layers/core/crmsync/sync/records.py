@@ -5,7 +5,8 @@ enqueued as if that webhook had arrived (an `IngestMessage` for convert, as crms
 guard and identity resolution decide what it changes, so a record sent twice changes nothing the second time.
 Stripe's list APIs return bare objects: each is wrapped in the event envelope its webhook would have had, the
 event's `created` being the object's own `created` (a backfill never wins over a newer webhook of the same object);
-events from /v1/events are sent as they are.
+events from /v1/events are sent as they are. Shopify's GraphQL nodes arrive mapped to their REST resources, PayPal's
+transactions as the events that report them (crmsync.sync.clients), and are sent as they are.
 
 Receipt ids are derived from the record's content (`sync:<source>:<object>:<id>:<digest>`), so a page processed
 again after a crash produces the very same receipts.
@@ -78,6 +79,13 @@ def as_webhook(source: str, object_type: str, record: dict[str, Any]) -> SourceR
     record_id = str(record.get("id", ""))
     if not record_id:
         return None
+    if source == "paypal":
+        # The PayPal client returns each transaction as the webhook event reporting it (clients.paypal_event).
+        topic = str(record.get("event_type", ""))
+        if topic not in SOURCES["paypal"].handled_topics:
+            return None
+        resource_id = str((record.get("resource") or {}).get("id") or record_id)
+        return SourceRecord(source, object_type, topic, json.dumps(record, separators=(",", ":")).encode(), resource_id)
     if source == "stripe":
         if object_type == "events":
             topic = str(record.get("type", ""))

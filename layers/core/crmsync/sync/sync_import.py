@@ -13,7 +13,7 @@ from crmsync.sync.importer import MAX_ERRORS, chunks, parse_file
 from crmsync.sync.jobs import SyncDeps
 from crmsync.sync.wiring import IMPORT_PREFIX
 
-RECONCILABLE = ("shopify", "woocommerce", "stripe")
+RECONCILABLE = ("shopify", "woocommerce", "stripe", "paypal")
 
 
 def start_import(text: str, fmt: Literal["csv", "jsonl"], deps: SyncDeps) -> dict[str, Any]:

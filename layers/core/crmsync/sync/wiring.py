@@ -38,6 +38,9 @@ def credentials(settings: Settings) -> SourceCredentials:
         woocommerce_consumer_key=settings.woocommerce_consumer_key.get_secret_value(),
         woocommerce_consumer_secret=settings.woocommerce_consumer_secret.get_secret_value(),
         stripe_api_key=settings.stripe_api_key.get_secret_value(),
+        paypal_client_id=settings.paypal_client_id,
+        paypal_client_secret=settings.paypal_client_secret.get_secret_value(),
+        paypal_base_url=settings.paypal_api_base_url,
     )
 
 
