@@ -469,8 +469,8 @@ class Demo:
         totals = again.get("totals") or {}
         figures = ", ".join(f"{k} {totals.get(k, 0)}" for k in FIELDS)
         self.say(f"   a second full run {again['run_id']}: {figures}")
-        if totals.get("deleted"):
-            self.say("   (an order deleted at the source stays reported while state keeps its record)")
+        if not totals.get("deleted"):
+            self.say(f"   (#{ids[5]}'s deletion, reported and sent once by the first run, is recorded: no drift now)")
         self.result["second_report"] = again
         return bool(after) and report.get("status") == "done"
 

@@ -1,5 +1,5 @@
 """MemorySync: crmsync.store.sync_jobs.SyncStore on dicts (jobs, checkpoints with their conditional advance, runs,
-marks, metrics), with the same answers. `crash_after_advance` makes the next advance raise after its effect."""
+marks, recorded deletions, metrics), with the same answers."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class MemorySync:
         self.cursors: dict[tuple[str, str], Checkpoint] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.marks: dict[str, str] = {}
+        self.gone: dict[tuple[str, str], dict[str, str]] = {}  # (source, state pk) -> {run_id, at}
         self.counters: dict[tuple[str, str], dict[str, int]] = {}
         self._lock = threading.RLock()
 
@@ -84,6 +85,15 @@ class MemorySync:
 
     def set_mark(self, name: str, value: str) -> None:
         self.marks[name] = value
+
+    def deletions(self, source: str) -> set[str]:
+        return {key for (s, key) in self.gone if s == source}
+
+    def record_deletion(self, source: str, key: str, run_id: str, at: str) -> None:
+        self.gone[(source, key)] = {"run_id": run_id, "at": at}
+
+    def clear_deletion(self, source: str, key: str) -> None:
+        self.gone.pop((source, key), None)
 
     def add_metrics(self, day: str, source: str, delta: dict[str, int]) -> None:
         with self._lock:

@@ -38,7 +38,9 @@ from crmsync.store.errors import ConditionFailed, NotFound, StoreError
 from crmsync.store.queue import Attribute, OutgoingMessage, Queue, QueueMessage
 from crmsync.store.receipts import Claim, Receipt, ReceiptStore
 from crmsync.store.state import StateStore, Versioned
+from crmsync.store.sync_jobs import SyncStore
 from tests.fakes import FaultyCrm, MemoryArchive, MemoryBus, MemoryReceipts, MemoryState, SqsSimulator
+from tests.fakes.sync import MemorySync
 from tests.fakes.template import queue_settings, resources, rule_pattern
 
 SIDES = ["fake", "moto"]
@@ -148,6 +150,14 @@ def receipts(request: pytest.FixtureRequest) -> ReceiptsSide:
     account: MotoAccount = request.getfixturevalue("moto")
     table = account.table("ReceiptsTable")
     return ReceiptsSide(ReceiptStore(table, account.ddb), lambda rid: account.raw(table, {"pk": rid}))
+
+
+@pytest.fixture(params=SIDES)
+def sync(request: pytest.FixtureRequest) -> SyncStore:
+    if request.param == "fake":
+        return MemorySync().as_store()
+    account: MotoAccount = request.getfixturevalue("moto")
+    return SyncStore(account.table("SyncTable"), account.ddb)
 
 
 @pytest.fixture(params=SIDES)
@@ -683,6 +693,42 @@ def test_accept_needs_our_own_claim_in_progress(receipts: ReceiptsSide) -> None:
     receipts.store.accept("rc1", "t1", topic="t", archive_key="k", now=500)
     assert receipts.store.status("rc1") == "ACCEPTED"
     assert receipts.store.get("rc-none") is None
+
+
+# --- the sync table: deletions recorded by reconciliation --------------------------------------------------------
+def test_recorded_deletions_are_kept_per_source_until_cleared(sync: SyncStore) -> None:
+    # Given nothing recorded, Then a source has no deletions
+    assert sync.deletions("woocommerce") == set()
+    # When two orders of one source and one of another are recorded, one of them twice
+    sync.record_deletion("woocommerce", "ORDER#woocommerce:order:7", "rc_1", "2026-11-18T00:00:00+00:00")
+    sync.record_deletion("woocommerce", "ORDER#woocommerce:order:9", "rc_1", "2026-11-18T00:00:00+00:00")
+    sync.record_deletion("woocommerce", "ORDER#woocommerce:order:9", "rc_2", "2026-11-19T00:00:00+00:00")
+    sync.record_deletion("shopify", "ORDER#shopify:order:1", "rc_3", "2026-11-18T00:00:00+00:00")
+    # Then each source answers its own, once each
+    assert sync.deletions("woocommerce") == {"ORDER#woocommerce:order:7", "ORDER#woocommerce:order:9"}
+    assert sync.deletions("shopify") == {"ORDER#shopify:order:1"}
+    # When one is cleared, and one never recorded
+    sync.clear_deletion("woocommerce", "ORDER#woocommerce:order:7")
+    sync.clear_deletion("woocommerce", "ORDER#woocommerce:order:8")
+    # Then only the cleared one is gone, and the other source's stay
+    assert sync.deletions("woocommerce") == {"ORDER#woocommerce:order:9"}
+    assert sync.deletions("shopify") == {"ORDER#shopify:order:1"}
+
+
+def test_recorded_deletions_are_not_marks_runs_or_metrics(sync: SyncStore) -> None:
+    # Given a reconciliation cursor, a run and metrics of the same source
+    sync.set_mark("reconcile:woocommerce", "2026-11-18T00:00:00+00:00")
+    sync.put_run("rc_1", {"source": "woocommerce"})
+    sync.add_metrics("2026-11-18", "woocommerce", {"checked": 1})
+    # When a deletion is recorded and cleared
+    sync.record_deletion("woocommerce", "ORDER#woocommerce:order:7", "rc_1", "2026-11-18T00:00:00+00:00")
+    assert sync.deletions("woocommerce") == {"ORDER#woocommerce:order:7"}
+    sync.clear_deletion("woocommerce", "ORDER#woocommerce:order:7")
+    # Then the others are as they were
+    assert sync.get_mark("reconcile:woocommerce") == "2026-11-18T00:00:00+00:00"
+    assert sync.get_run("rc_1") == {"source": "woocommerce"}
+    assert sync.metrics("2026-11-18", "2026-11-18") == [("2026-11-18", "woocommerce", {"checked": 1})]
+    assert sync.deletions("woocommerce") == set()
 
 
 # --- archive ---------------------------------------------------------------------------------------------------------

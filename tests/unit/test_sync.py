@@ -329,10 +329,122 @@ def test_reconciliation_finds_and_repairs_drift():
     repaired = {r.properties["crmsync_external_id"]: r for r in world.crm.records("deals")}
     assert "woocommerce:order:3" in repaired
     assert repaired["woocommerce:order:5"].properties["amount"] == deals["woocommerce:order:5"].properties["amount"]
-    # And a second run finds state and CRM in step (the deleted order is still reported: state keeps its record)
+    # And a second run finds state and CRM in step: the deletion was reported once (state keeps the order's record)
     again = reconcile.run("woocommerce", deps, run_id="rc_2", full=True)["objects"]["orders"]
-    assert (again["missing"], again["stale"], again["deleted"]) == (0, 0, 1)
+    assert (again["missing"], again["stale"], again["deleted"], again["repaired"]) == (0, 0, 0, 0)
+    assert world.convert() == 0  # nothing sent again
     assert world.sync.counters[(next(iter(world.sync.counters))[0], "woocommerce")]["checked"] == 40
+
+
+def reconcile_deps(world: World, published: list[dict[str, int]] | None = None) -> reconcile.ReconcileDeps:
+    """A reconciliation of world's shop against its state and CRM (CRM repairs written at once)."""
+    return reconcile.ReconcileDeps(
+        sync=world.deps, crm=world.crm, mapping=world.writer.mapping,
+        repair_crm=lambda events: write_events(events, world.writer),
+        known_keys=lambda prefix: [i["pk"] for i in world.state.items(prefix, "STATE")],
+        publish=lambda _source, totals: (published if published is not None else []).append(dict(totals)),
+    )  # fmt: skip
+
+
+def synced_world(count: int) -> World:
+    """count WooCommerce orders backfilled into state and the CRM."""
+    world = World([woo_order(n) for n in range(1, count + 1)])
+    start_backfill(BackfillRequest(source="woocommerce", objects=["orders"]), world.deps)
+    world.work()
+    world.convert(write_crm=True)
+    return world
+
+
+def test_an_order_deleted_at_the_source_is_drift_once_and_its_deletion_is_sent_once():
+    # Given 3 synced orders, and order 2 deleted at the source without its order.deleted webhook
+    world = synced_world(3)
+    del world.api.orders[2]
+    published: list[dict[str, int]] = []
+    deps = reconcile_deps(world, published)
+    # When a full reconciliation runs
+    first = reconcile.run("woocommerce", deps, run_id="rc_1", full=True)["objects"]["orders"]
+    # Then the deletion is drift, its webhook is sent through ingest, and it is recorded in the sync store
+    assert (first["deleted"], first["repaired"]) == (1, 1)
+    assert world.convert() == 1
+    assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
+    assert world.sync.gone[("woocommerce", "ORDER#woocommerce:order:2")]["run_id"] == "rc_1"
+    # And the deletion notice leaves the stored order as it was
+    assert "ORDER#woocommerce:order:2" in world.order_keys()
+    # When a second and a third full run follow
+    second = reconcile.run("woocommerce", deps, run_id="rc_2", full=True)
+    third = reconcile.run("woocommerce", deps, run_id="rc_3", full=True)
+    # Then neither counts the deletion again nor sends anything: no drift for the alarm
+    for report in (second, third):
+        orders = report["objects"]["orders"]
+        assert {name: orders[name] for name in reconcile.FIELDS} == {
+            "checked": 2, "missing": 0, "stale": 0, "deleted": 0, "repaired": 0, "failed": 0,
+        }  # fmt: skip
+        assert orders["examples"] == []
+    assert world.convert() == 0
+    assert [p["deleted"] for p in published] == [1, 0, 0]
+    assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full run", "incremental run"])
+def test_an_order_listed_again_clears_its_recorded_deletion(full):
+    # Given order 2 deleted at the source and reported by a full run
+    world = synced_world(3)
+    deleted = world.api.orders.pop(2)
+    deps = reconcile_deps(world)
+    reconcile.run("woocommerce", deps, run_id="rc_1", full=True)
+    world.convert(write_crm=True)
+    assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
+    # When the shop restores it (WooCommerce's order.restored: modified after the cursor) and a run lists it
+    world.api.orders[2] = {**deleted, "date_modified_gmt": "2030-01-01T00:00:00"}
+    world.clock.advance(60)
+    restored = reconcile.run("woocommerce", deps, run_id="rc_2", full=full)["objects"]["orders"]
+    # Then it is no drift and its recorded deletion is gone
+    assert (restored["deleted"], restored["failed"]) == (0, 0)
+    assert world.sync.deletions("woocommerce") == set()
+    # When it is deleted at the source again
+    del world.api.orders[2]
+    world.clock.advance(60)
+    again = reconcile.run("woocommerce", deps, run_id="rc_3", full=True)["objects"]["orders"]
+    # Then that deletion is drift once more, and sent
+    assert (again["deleted"], again["repaired"]) == (1, 1)
+    assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
+
+
+def test_a_recorded_deletion_goes_once_state_no_longer_has_the_order():
+    # Given a deletion recorded for order 2, and the order then gone from state (erased)
+    world = synced_world(3)
+    del world.api.orders[2]
+    deps = reconcile_deps(world)
+    reconcile.run("woocommerce", deps, run_id="rc_1", full=True)
+    world.convert(write_crm=True)
+    world.state.as_store().delete_partition("ORDER#woocommerce:order:2")
+    # When a full run follows, Then there is nothing to report and the record is gone
+    report = reconcile.run("woocommerce", deps, run_id="rc_2", full=True)["objects"]["orders"]
+    assert report["deleted"] == 0
+    assert world.sync.deletions("woocommerce") == set()
+
+
+def test_the_example_of_an_order_missing_in_state_names_the_order_not_its_new_customer():
+    # Given 2 synced orders, and order 3 of a new (guest) buyer whose order.created webhook never arrived
+    world = synced_world(2)
+    world.api.orders[3] = woo_order(3)
+    # When a full reconciliation runs
+    report = reconcile.run("woocommerce", reconcile_deps(world), run_id="rc_1", full=True)
+    # Then the order is missing, and the example names the order's key (never the buyer's email)
+    orders = report["objects"]["orders"]
+    assert (orders["missing"], orders["repaired"]) == (1, 1)
+    assert orders["examples"] == [{"key": "woocommerce:order:3", "where": "state", "drift": "missing"}]
+    assert "@" not in json.dumps(report)
+
+
+def test_the_example_of_a_stale_order_names_the_order():
+    # Given 2 synced orders, and order 2 changed at the source (a newer total) without its order.updated webhook
+    world = synced_world(2)
+    world.api.orders[2] = woo_order(2, modified="2026-01-02T00:00:00", total="99.00")
+    # When a full reconciliation runs, Then the example names the order
+    orders = reconcile.run("woocommerce", reconcile_deps(world), run_id="rc_1", full=True)["objects"]["orders"]
+    assert orders["stale"] == 1
+    assert orders["examples"] == [{"key": "woocommerce:order:2", "where": "state", "drift": "stale"}]
 
 
 def test_cli_backfill_shows_a_progress_bar_until_done():

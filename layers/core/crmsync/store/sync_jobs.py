@@ -6,6 +6,9 @@ Items (pk / sk):
                                       carry), cursor (the source's cursor of that page), done, counts (JSON)
 - RUN#<id>        / RUN               a reconciliation run's drift report (JSON `doc`)
 - MARK#<name>     / MARK              a reconciliation cursor: the change time a source was reconciled up to
+- GONE#<source>    / <state pk>        an entity a full reconciliation found deleted at the source and reported (its
+                                      deletion webhook sent): run_id, at (JSON `doc`); later runs skip it, and it
+                                      goes when the source lists the entity again (restored) or state no longer has it
 - METRIC          / <day>#<source>    counters of one source and UTC day (numbers, added atomically)
 
 The checkpoint is advanced by a write conditional on next_page: of two workers that processed the same page (a
@@ -173,6 +176,31 @@ class SyncStore:
         self._call(
             "put_item", Item={"pk": {"S": f"MARK#{name}"}, "sk": {"S": "MARK"}, "doc": {"S": _dumps({"value": value})}}
         )
+
+    def deletions(self, source: str) -> set[str]:
+        """State pks of the entities of `source` recorded as deleted there (GONE#<source>)."""
+        found: set[str] = set()
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"GONE#{source}"}},
+            "ProjectionExpression": "sk",
+            "ConsistentRead": True,
+        }
+        while True:
+            answer = self._call("query", **kwargs)
+            found.update(item["sk"]["S"] for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return found
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def record_deletion(self, source: str, key: str, run_id: str, at: str) -> None:
+        """Record that the run `run_id` reported entity `key` (a state pk) deleted at `source` (again: overwritten)."""
+        doc = {"run_id": run_id, "at": at}
+        self._call("put_item", Item={"pk": {"S": f"GONE#{source}"}, "sk": {"S": key}, "doc": {"S": _dumps(doc)}})
+
+    def clear_deletion(self, source: str, key: str) -> None:
+        """Forget a recorded deletion (none recorded: nothing happens)."""
+        self._call("delete_item", Key={"pk": {"S": f"GONE#{source}"}, "sk": {"S": key}})
 
     # --- metrics ---------------------------------------------------------------------------------------------
     def add_metrics(self, day: str, source: str, delta: dict[str, int]) -> None:

@@ -6,8 +6,12 @@ A run for one source:
 2. compares each record's canonical checksum with stored state (crmsync.sync.records.compare): an entity not stored
    is `missing`, one stored with older other content is `stale`; both are repaired by sending the record through the
    normal conversion path (archive + ingest queue), exactly as a late webhook;
-3. on a full run, finds entities stored for the source that the source no longer lists (`deleted` at the source);
-   WooCommerce orders and customers are repaired by the deletion webhook the source failed to deliver;
+3. on a full run, finds orders stored for the source that the source no longer lists (`deleted` at the source);
+   WooCommerce orders are repaired by the deletion webhook the source failed to deliver. The deletion notice leaves
+   the stored order as it was, so each deletion reported is recorded in the sync table (GONE#<source>, after its
+   webhook was sent) and is drift once: later runs skip it. An order the source lists again (restored) loses its
+   record on any run, so a later deletion counts again; a full run drops the records of orders state no longer
+   holds (erased);
 4. reads back from the CRM, in batches (CrmPort.read), the records of the entities found in step with the source,
    and compares their mapped fields with what the CRM writer would send for the stored state: a record `missing` in
    the CRM or `stale` in a field is repaired by a domain event on the CRM queue (the writer re-reads current state
@@ -208,11 +212,11 @@ def _reconcile_object(
                 drift.note(record.record_id, "source", "converter refused the record")
             elif comparison.creates:
                 drift.missing += 1
-                drift.note(comparison.creates[0], "state", "missing")
+                drift.note(_example(comparison.creates, keys), "state", "missing")
                 to_send.append(record)
             elif comparison.updates:
                 drift.stale += 1
-                drift.note(comparison.updates[0], "state", "stale")
+                drift.note(_example(comparison.updates, keys), "state", "stale")
                 to_send.append(record)
             else:
                 in_step.extend((pk.split("#", 1)[0], pk.split("#", 1)[1]) for pk, _ in keys)
@@ -221,9 +225,15 @@ def _reconcile_object(
             drift.repaired += send_through_ingest(
                 to_send, deps.sync.archive, deps.sync.ingest_queue, correlation_id=f"reconcile:{run_id}", now=now
             )
-    if since is None:
-        _deleted_at_source(source, object_type, seen, deps, drift, run_id)
+    _deleted_at_source(source, object_type, seen, deps, drift, run_id, full=since is None)
     return _check_crm(in_step, deps, drift)
+
+
+def _example(labels: list[str], keys: list[tuple[str, str]]) -> str:
+    """What a drift example names: the record's own entity (the order, not the new customer compare lists first),
+    else the first label, masked."""
+    own = {pk.split("#", 1)[1] for pk, _ in keys}
+    return mask_key(next((label for label in labels if label in own), labels[0]))
 
 
 def _entity_keys(record: SourceRecord) -> list[tuple[str, str]]:
@@ -240,12 +250,24 @@ def _entity_keys(record: SourceRecord) -> list[tuple[str, str]]:
 
 
 def _deleted_at_source(
-    source: str, object_type: str, seen: set[str], deps: ReconcileDeps, drift: Drift, run_id: str
+    source: str, object_type: str, seen: set[str], deps: ReconcileDeps, drift: Drift, run_id: str, *, full: bool
 ) -> None:
+    """Step 3 (orders only; customers are keyed by canonical id, and deleted customers come as notices, not found by
+    listing). Every run forgets the recorded deletions of orders the source listed (restored); a full run reports,
+    once, each stored order the source no longer lists, sends its deletion webhook, and records it."""
     if object_type != "orders":
-        return  # customers are keyed by canonical id; deleted customers come as notices, not found by listing
+        return
+    store = deps.sync.store
     prefix = f"ORDER#{source}:order:"
-    gone = sorted(pk for pk in deps.known_keys(prefix) if pk not in seen)
+    recorded = {pk for pk in store.deletions(source) if pk.startswith(prefix)}
+    forget = recorded & seen
+    gone: list[str] = []
+    if full:
+        known = set(deps.known_keys(prefix))
+        forget |= recorded - known  # state no longer holds the order (erased): nothing left to report
+        gone = sorted(known - seen - recorded)
+    for pk in sorted(forget):
+        store.clear_deletion(source, pk)
     topic = DELETION_TOPICS.get((source, object_type))
     records: list[SourceRecord] = []
     for pk in gone:
@@ -255,11 +277,13 @@ def _deleted_at_source(
         if topic and source_id.isdigit():
             body = json.dumps({"id": int(source_id)}).encode()
             records.append(SourceRecord(source, object_type, topic, body, source_id))
+    now = datetime.fromtimestamp(deps.sync.clock(), UTC)
     if records:
-        now = datetime.fromtimestamp(deps.sync.clock(), UTC)
         drift.repaired += send_through_ingest(
             records, deps.sync.archive, deps.sync.ingest_queue, correlation_id=f"reconcile:{run_id}", now=now
         )
+    for pk in gone:  # only once the webhooks are on the queue: a failed send is found and sent again next run
+        store.record_deletion(source, pk, run_id, now.isoformat())
 
 
 @dataclass(frozen=True)
