@@ -1039,7 +1039,7 @@ class SalesforceCrm:
             _check_id(record_id)
         cleared: dict[str, Any] = {}
         for name in properties:
-            default = spec.defaults.get(name)
+            default = spec.fillers.get(name) or spec.defaults.get(name)  # a required field cannot be null
             cleared[name] = spec.coerce(name, default() if callable(default) else default) if default else None
         answers: list[ErasureAnswer] = []
         failures: list[RecordFailure] = []
