@@ -6,6 +6,8 @@ from typing import Annotated, NotRequired, Self, TypedDict
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from crmsync.models.phones import normalize_phone as normalize_phone  # re-exported, where it always was
+
 
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
@@ -20,26 +22,6 @@ def normalize_email(value: str | None) -> str | None:
     if value is None:
         return None
     return value.strip().lower() or None
-
-
-@lru_cache(maxsize=4096)
-def normalize_phone(value: str | None, region: str | None) -> str | None:
-    """E.164 form of a phone number, or None when it cannot be parsed or is not a valid number.
-
-    Never raises: a bad phone is a data-quality warning, not a reason to drop the whole record.
-    """
-    if not value or not value.strip():
-        return None
-    import phonenumbers  # lazily: ingest, the writer and the API never parse a phone (~16 ms of cold start)
-
-    try:
-        number = phonenumbers.parse(value, region.upper() if region else None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    e164: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return e164
 
 
 @lru_cache(maxsize=1024)

@@ -55,9 +55,12 @@ class Notice:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Converted:
-    """Everything one webhook says, in canonical form, with the domain event each entity change means."""
+    """Everything one webhook says, in canonical form, with the domain event each entity change means.
+
+    Not frozen: a frozen dataclass sets each field through object.__setattr__, which nearly triples the cost of the one
+    object every conversion makes (dataclasses.replace derives a changed copy, as erasure.screen does)."""
 
     customer: Customer | None = None
     entities: tuple[tuple[DetailType, Entity], ...] = ()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, NotRequired, TypedDict, cast
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -19,7 +19,6 @@ from crmsync.models import (
     OrderStatus,
     Refund,
     RefundStatus,
-    UtcDatetime,
     minor_units,
     normalize_email,
     normalize_phone,
@@ -63,6 +62,9 @@ verify = verify_base64_hmac
 # Shopify sends money as decimal strings; keeping them strings until Money.from_decimal means no float ever sees them.
 Amount = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^-?\d+(\.\d+)?$")]
 CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$")]
+# Timestamps keep the shop's offset here: they only reach the canonical models, whose UtcDatetime fields convert
+# them to UTC (converting here too would cost a Python call per timestamp for the same result).
+ShopDatetime = AwareDatetime
 
 
 class _Payload(BaseModel):
@@ -160,11 +162,11 @@ class ShopifyOrder(_Payload):
     shipping_lines: tuple[ShopifyShippingLine, ...] = ()
     financial_status: str | None = None
     fulfillment_status: str | None = None
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
-    processed_at: UtcDatetime | None = None
-    cancelled_at: UtcDatetime | None = None
-    closed_at: UtcDatetime | None = None
+    created_at: ShopDatetime
+    updated_at: ShopDatetime
+    processed_at: ShopDatetime | None = None
+    cancelled_at: ShopDatetime | None = None
+    closed_at: ShopDatetime | None = None
     test: bool = False
     email: str | None = None
     contact_email: str | None = None
@@ -199,8 +201,8 @@ class ShopifyRefundResource(_Payload):
 
     id: int
     order_id: int
-    created_at: UtcDatetime
-    processed_at: UtcDatetime | None = None
+    created_at: ShopDatetime
+    processed_at: ShopDatetime | None = None
     note: str | None = None
     transactions: tuple[ShopifyTransaction, ...] = ()
     refund_line_items: tuple[ShopifyRefundLineItem, ...] = ()
@@ -215,8 +217,8 @@ def parse_refund(body: bytes) -> ShopifyRefundResource:
 class ShopifyCustomerResource(ShopifyCustomer):
     """The customers/create and customers/update body: the bare REST Customer resource."""
 
-    created_at: UtcDatetime | None = None
-    updated_at: UtcDatetime
+    created_at: ShopDatetime | None = None
+    updated_at: ShopDatetime
 
 
 def parse_customer(body: bytes) -> ShopifyCustomerResource:
