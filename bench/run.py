@@ -2047,7 +2047,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figures": [asdict(f) for f in figures],
     }
     RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"results written to {RESULTS.relative_to(ROOT)}")
+    print(f"results written to {RESULTS.relative_to(ROOT) if RESULTS.is_relative_to(ROOT) else RESULTS}")
     return 1 if args.strict and failed else 0
 
 
