@@ -270,6 +270,11 @@ def main() -> None:
             b"order,A-1,2026-11-20T10:00:00Z,ann@example.com,25.50,EUR,paid\n"
             b"order,A-2,,bob@example.com,10.00,EUR,paid\n",
         ),
+        "api-sync-import-upload.json": api_request(
+            "POST", "/sync/import/uploads", "/sync/import/uploads",
+            headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+            body=json.dumps({"format": "csv"}).encode(),
+        ),
         "api-sync-job.json": api_request(
             "GET", "/sync/jobs/im_example", "/sync/jobs/{id}", headers={"x-api-key": API_KEY},
             path_params={"id": "im_example"},

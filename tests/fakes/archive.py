@@ -58,6 +58,16 @@ class MemoryArchive:
                 raise NotFound("NoSuchKey")
             return self._objects[key][0]
 
+    def upload_url(self, key: str, content_type: str, expires_in: int) -> str:
+        """A URL naming the key, as a presigned PUT would; `uploaded(url, body)` stands for the operator's PUT."""
+        self.calls["upload_url"] += 1
+        return f"https://memory-archive.invalid/{key}?content-type={content_type}&expires={expires_in}"
+
+    def uploaded(self, url: str, body: bytes) -> None:
+        """What a PUT of `body` to an upload_url() does."""
+        key = url.removeprefix("https://memory-archive.invalid/").partition("?")[0]
+        self.put(key, body, {})
+
     def delete(self, key: str) -> int:
         """Delete the object for good (the fake keeps one version per key); returns how many versions went."""
         with self._lock:
@@ -71,7 +81,7 @@ class MemoryArchive:
         with self._lock:
             self._enter("head")
             found = self._objects.get(key)
-            return ArchivedObject(key, dict(found[1]), found[2]) if found else None
+            return ArchivedObject(key, dict(found[1]), found[2], len(found[0])) if found else None
 
     def head_many(self, keys: Sequence[str], *, workers: int = 8) -> list[ArchivedObject | None]:
         """head() of every key, in the same order."""

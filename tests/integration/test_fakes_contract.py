@@ -786,6 +786,24 @@ def test_the_archive_refuses_metadata_that_is_not_ascii(archive: RawArchive) -> 
 # --- queues -----------------------------------------------------------------------------------------------------------
 def test_a_message_comes_back_until_max_receive_count_then_sits_in_the_dlq(queues: QueueSide) -> None:
     # Given a message with attributes on the CRM queue (maxReceiveCount from template.yaml)
+    assert head.size == len(b"\x00second\xfe")
+
+
+def test_an_upload_url_takes_a_put_of_the_file(archive: RawArchive) -> None:
+    # Given a presigned PUT for an import file
+    url = archive.upload_url("imports/uploads/up_1.csv", "text/csv", 900)
+    # When the operator PUTs the file to it (the fake stands for that PUT with `uploaded`)
+    body = b"type,id\ncustomer,c1\n"
+    if isinstance(archive, MemoryArchive):
+        archive.uploaded(url, body)
+    else:
+        import requests
+
+        assert requests.put(url, data=body, headers={"Content-Type": "text/csv"}, timeout=10).status_code == 200
+    # Then the archive holds it under the key, with its size
+    assert archive.get("imports/uploads/up_1.csv") == body
+    found = archive.head("imports/uploads/up_1.csv")
+    assert found is not None and found.size == len(body)
     limit = queue_settings("CrmQueue").max_receive_count
     assert limit is not None
     attributes = {"kind": Attribute("order"), "n": Attribute("3", "Number"), "raw": Attribute(b"\x01\x02", "Binary")}

@@ -82,3 +82,68 @@ def test_backfill_reconcile_and_metrics_routes(aws, load_event, lambda_context):
     status, metrics = call(load_event("api-sync-metrics.json"), lambda_context)
     assert status == 200
     assert set(metrics) >= {"throughput", "accuracy", "automation_efficiency"}
+
+
+def test_a_file_too_big_for_the_api_is_uploaded_then_imported_by_the_worker(aws, load_event, lambda_context):
+    import requests
+
+    # Given the documented request for an upload URL
+    status, upload = call(load_event("api-sync-import-upload.json"), lambda_context)
+    assert (status, upload["method"], upload["headers"]) == (201, "PUT", {"Content-Type": "text/csv"})
+    # And a started import before the file is there is refused with the reason
+    start = copy.deepcopy(load_event("api-sync-import.json"))
+    start["body"], start["isBase64Encoded"] = None, False
+    start["queryStringParameters"] = {"upload_id": upload["upload_id"]}
+    status, refused = call(start, lambda_context)
+    assert (status, "PUT the file" in refused["error"]) == (400, True)
+    # When the operator PUTs a CSV of 60 rows (one bad) to the presigned URL and starts the import
+    rows = [f"order,B-{n},2026-11-20T10:00:00Z,b{n}@example.com,10.00,EUR,paid" for n in range(60)]
+    rows[7] = "order,B-7,,b7@example.com,10.00,EUR,paid"
+    body = ("type,id,updated_at,email,total,currency,status\n" + "\n".join(rows) + "\n").encode()
+    put = requests.put(upload["url"], data=body, headers=upload["headers"], timeout=10)
+    assert put.status_code == 200
+    status, job = call(start, lambda_context)
+    # Then the job exists at once, validating, and asking again names the same job
+    assert (status, job["status"]) == (202, "validating")
+    assert call(start, lambda_context)[1]["job_id"] == job["job_id"]
+    # When the sync function works the backfill queue until it is empty
+    while messages := aws.receive_all(aws.env["BACKFILL_QUEUE_URL"]):
+        assert (
+            sync_app.lambda_handler(aws.sqs_event(messages, "BackfillQueue"), lambda_context)["batchItemFailures"] == []
+        )
+    # Then every valid row went to the ingest queue once, and the job reports the bad row by line
+    queued = [json.loads(m["Body"]) for m in aws.receive_all(aws.env["INGEST_QUEUE_URL"])]
+    assert len(queued) == 59
+    status, view = call(with_id(load_event("api-sync-job.json"), "/sync/jobs/{id}", job["job_id"]), lambda_context)
+    assert (view["status"], view["counts"]["enqueued"], view["rows"]) == ("done", 59, 60)
+    assert [(e["line"], e["error"].split(":")[0]) for e in view["errors"]] == [(9, "updated_at")]
+
+
+def test_an_uploaded_file_that_is_not_utf8_fails_its_job_with_the_reason(aws, load_event, lambda_context):
+    import requests
+
+    # Given an uploaded file in another encoding, imported
+    _, upload = call(load_event("api-sync-import-upload.json"), lambda_context)
+    requests.put(upload["url"], data="type,id\norder,Zoë\n".encode("latin-1"), headers=upload["headers"], timeout=10)
+    start = copy.deepcopy(load_event("api-sync-import.json"))
+    start["body"], start["isBase64Encoded"] = None, False
+    start["queryStringParameters"] = {"upload_id": upload["upload_id"]}
+    _, job = call(start, lambda_context)
+    # When the worker reads it
+    sync_app.lambda_handler(
+        aws.sqs_event(aws.receive_all(aws.env["BACKFILL_QUEUE_URL"]), "BackfillQueue"), lambda_context
+    )
+    # Then the job failed, saying why, and nothing was queued
+    _, view = call(with_id(load_event("api-sync-job.json"), "/sync/jobs/{id}", job["job_id"]), lambda_context)
+    assert (view["status"], view["error"]) == ("failed", "the file is not UTF-8")
+    assert aws.receive_all(aws.env["INGEST_QUEUE_URL"]) == []
+
+
+def test_an_upload_id_that_was_never_given_is_a_400(aws, load_event, lambda_context):
+    start = copy.deepcopy(load_event("api-sync-import.json"))
+    start["body"], start["isBase64Encoded"] = None, False
+    for upload_id in ("up_nope", "../../raw/shopify", "up_" + "0" * 20):
+        start["queryStringParameters"] = {"upload_id": upload_id}
+        status, refused = call(start, lambda_context)
+        assert status == 400, upload_id
+        assert "upload" in refused["error"]

@@ -203,6 +203,13 @@ def start_import() -> Response[str]:
     from crmsync.sync.wiring import sync_deps
 
     query = app.current_event.query_string_parameters or {}
+    if "upload_id" in query:  # a file PUT to the URL POST /sync/import/uploads gave
+        from crmsync.sync.sync_import import queue_uploaded_import
+
+        try:
+            return _json(HTTPStatus.ACCEPTED, queue_uploaded_import(query["upload_id"], sync_deps(Settings.from_env())))
+        except BadImport as exc:
+            raise BadRequest(str(exc)) from exc
     content_type = (app.current_event.headers or {}).get("content-type", "") or ""
     fmt = query.get("format") or ("csv" if "csv" in content_type else "jsonl")
     if fmt not in ("csv", "jsonl"):
@@ -218,6 +225,15 @@ def start_import() -> Response[str]:
     except BadImport as exc:
         raise BadRequest(str(exc)) from exc
     return _json(HTTPStatus.ACCEPTED, answer)
+
+
+@app.post("/sync/import/uploads")
+def new_import_upload() -> Response[str]:
+    from crmsync.sync.sync_import import UploadRequest, new_upload
+    from crmsync.sync.wiring import sync_deps
+
+    request = _validated(UploadRequest, _json_body())
+    return _json(HTTPStatus.CREATED, new_upload(request, sync_deps(Settings.from_env())))
 
 
 @app.get("/sync/jobs/<job_id>")

@@ -26,6 +26,7 @@ class ArchivedObject:
     key: str
     metadata: dict[str, str]  # lower-case names: topic, receipt-id, received-at, account
     last_modified: datetime
+    size: int = 0  # bytes
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,18 @@ class RawArchive:
     def get(self, key: str) -> bytes:
         try:
             return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def upload_url(self, key: str, content_type: str, expires_in: int) -> str:
+        """A presigned PUT of `key` (an operator's file too big for an API body), valid for `expires_in` seconds;
+        the upload must send the same Content-Type. Signing is local: no call to S3."""
+        try:
+            return self._s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                ExpiresIn=expires_in,
+            )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
 
@@ -99,7 +112,9 @@ class RawArchive:
             if isinstance(error, NotFound):
                 return None
             raise error from exc
-        return ArchivedObject(key, dict(answer.get("Metadata", {})), answer["LastModified"])
+        return ArchivedObject(
+            key, dict(answer.get("Metadata", {})), answer["LastModified"], int(answer.get("ContentLength", 0))
+        )
 
     def folders(self, prefix: str) -> list[str]:
         """The next level of "folders" under prefix (e.g. raw/ -> raw/shopify/, raw/stripe/), sorted."""

@@ -136,12 +136,12 @@ def _rows(text: str, fmt: Literal["csv", "jsonl"]) -> list[tuple[int, Any]]:
     return found
 
 
-def parse_file(text: str, fmt: Literal["csv", "jsonl"]) -> Parsed:
+def parse_file(text: str, fmt: Literal["csv", "jsonl"], *, max_rows: int = MAX_ROWS) -> Parsed:
     """Validate every row; the valid ones in file order, one error per bad row (line numbers count from 1, a CSV's
     header being line 1)."""
     raw = _rows(text, fmt)
-    if len(raw) > MAX_ROWS:
-        raise BadImport(f"at most {MAX_ROWS} rows a file")
+    if len(raw) > max_rows:
+        raise BadImport(f"at most {max_rows} rows a file")
     valid: list[dict[str, Any]] = []
     errors: list[RowError] = []
     seen: dict[tuple[str, str], int] = {}

@@ -35,7 +35,7 @@ from crmsync.store.state import StateStore
 from crmsync.store.sync_jobs import Checkpoint, SyncStore, add_counts
 from crmsync.sync.clients import OBJECTS, SourceClient
 from crmsync.sync.errors import NotSupported
-from crmsync.sync.records import Archive, Comparison, IngestQueue, as_webhook, compare, send_through_ingest
+from crmsync.sync.records import Comparison, FileArchive, IngestQueue, as_webhook, compare, send_through_ingest
 
 PREVIEW_KEYS = ("create", "update", "noop", "invalid")
 
@@ -49,7 +49,7 @@ class SyncDeps:
     store: SyncStore
     queue: Sender  # the backfill queue (pages, import chunks, reconcile requests)
     state: StateStore
-    archive: Archive
+    archive: FileArchive
     ingest_queue: IngestQueue
     client: Callable[[str], SourceClient]  # source -> its API client
     clock: Callable[[], float] = time.time
@@ -128,6 +128,11 @@ def handle_message(body: str, deps: SyncDeps, reconcile: Callable[[dict[str, Any
         if reconcile is None:
             raise RuntimeError("reconciliation is not wired in this worker")
         reconcile(message)
+        return
+    if kind == "import_file":
+        from crmsync.sync.sync_import import prepare_uploaded_import
+
+        prepare_uploaded_import(str(message["job_id"]), deps)
         return
     if kind not in ("page", "import"):
         raise ValueError(f"unknown sync message kind {kind!r}")
@@ -250,6 +255,8 @@ def job_view(job_id: str, store: SyncStore, *, now: float | None = None) -> dict
     if job.get("kind") == "import":
         view["rows"] = job.get("rows", 0)
         view["errors"] = job.get("errors", [])
+    if job.get("error"):  # why a job failed as a whole (e.g. an uploaded file that is not UTF-8)
+        view["error"] = job["error"]
     return view
 
 

@@ -19,11 +19,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmsync.convert import KINDS, epoch_ms
 from crmsync.ingest import archive_key, archive_metadata
 from crmsync.messages import IngestMessage
+
+if TYPE_CHECKING:
+    from crmsync.store.archive import ArchivedObject
 from crmsync.sources.base import Converted
 from crmsync.store.queue import OutgoingMessage
 from crmsync.store.state import StateStore
@@ -42,6 +45,16 @@ VOLATILE = frozenset({"receipt_id", "reporting", "source_version"})
 
 class Archive(Protocol):
     def put(self, key: str, body: bytes, metadata: dict[str, str]) -> None: ...
+
+
+class FileArchive(Archive, Protocol):
+    """What imports also need of the archive: uploaded files (crmsync.store.archive.RawArchive)."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def head(self, key: str) -> ArchivedObject | None: ...
+
+    def upload_url(self, key: str, content_type: str, expires_in: int) -> str: ...
 
 
 class IngestQueue(Protocol):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from crmsync.store.errors import ConditionFailed
 from crmsync.store.sync_jobs import SyncStore
-from crmsync.sync.importer import MAX_ERRORS, chunks, parse_file
+from crmsync.sync.importer import MAX_ERRORS, BadImport, Parsed, chunks, parse_file
 from crmsync.sync.jobs import SyncDeps
 from crmsync.sync.wiring import IMPORT_PREFIX
 
@@ -20,32 +23,8 @@ def start_import(text: str, fmt: Literal["csv", "jsonl"], deps: SyncDeps) -> dic
     """Validate the file, store its valid rows in chunks, start the job; the answer reports every bad row."""
     parsed = parse_file(text, fmt)
     job_id = deps.new_id("im")
-    parts = chunks(parsed.rows)
-    for number, part in enumerate(parts):
-        body = "\n".join(json.dumps(row, separators=(",", ":")) for row in part).encode()
-        deps.archive.put(f"{IMPORT_PREFIX}{job_id}/{number:05d}.jsonl", body, {"job-id": job_id})
-    errors = [e.as_json() for e in parsed.errors[:MAX_ERRORS]]
-    deps.store.create_job(
-        job_id,
-        {
-            "kind": "import",
-            "source": "import",
-            "objects": ["rows"],
-            "format": fmt,
-            "rows": parsed.total,
-            "valid_rows": len(parsed.rows),
-            "error_count": len(parsed.errors),
-            "errors": errors,
-            "chunks": len(parts),
-            "status": "running" if parts else "done",
-            "created_at": deps.clock(),
-            "dry_run": False,
-            "match_policy": "newer_wins",
-        },
-    )
-    if parts:
-        deps.store.init_cursor(job_id, "rows")
-        deps.queue.send(json.dumps({"kind": "import", "job_id": job_id, "object": "rows", "page": 0, "cursor": "0"}))
+    deps.store.create_job(job_id, _import_job(fmt, "validating", deps))
+    errors = _store_and_start(job_id, parsed, deps)
     return {
         "job_id": job_id,
         "rows": parsed.total,
@@ -53,6 +32,115 @@ def start_import(text: str, fmt: Literal["csv", "jsonl"], deps: SyncDeps) -> dic
         "rejected": len(parsed.errors),
         "errors": errors,
     }
+
+
+def _import_job(fmt: str, status: str, deps: SyncDeps, **more: Any) -> dict[str, Any]:
+    return {
+        "kind": "import",
+        "source": "import",
+        "objects": ["rows"],
+        "format": fmt,
+        "rows": 0,
+        "valid_rows": 0,
+        "error_count": 0,
+        "errors": [],
+        "chunks": 0,
+        "status": status,
+        "created_at": deps.clock(),
+        "dry_run": False,
+        "match_policy": "newer_wins",
+        **more,
+    }
+
+
+def _store_and_start(job_id: str, parsed: Parsed, deps: SyncDeps) -> list[dict[str, Any]]:
+    """Store the valid rows in chunks, record the counts, queue the first chunk; safe to repeat (same chunk keys,
+    a cursor that keeps its progress, a repeated page message ignored by its checkpoint)."""
+    parts = chunks(parsed.rows)
+    for number, part in enumerate(parts):
+        body = "\n".join(json.dumps(row, separators=(",", ":")) for row in part).encode()
+        deps.archive.put(f"{IMPORT_PREFIX}{job_id}/{number:05d}.jsonl", body, {"job-id": job_id})
+    errors = [e.as_json() for e in parsed.errors[:MAX_ERRORS]]
+    counts = {"rows": parsed.total, "valid_rows": len(parsed.rows), "error_count": len(parsed.errors)}
+    deps.store.update_job(job_id, {**counts, "errors": errors, "chunks": len(parts)})
+    if parts:
+        deps.store.init_cursor(job_id, "rows")
+        deps.queue.send(json.dumps({"kind": "import", "job_id": job_id, "object": "rows", "page": 0, "cursor": "0"}))
+    deps.store.update_job(job_id, {"status": "running" if parts else "done"})
+    return errors
+
+
+# --- files too big for an API body: a presigned PUT into the archive bucket, then the import from there --------
+UPLOAD_PREFIX = f"{IMPORT_PREFIX}uploads/"
+UPLOAD_EXPIRES_SECONDS = 900
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_UPLOAD_ROWS = 500_000  # parsed in the sync function (memory and time bound), not in the API's 29 s
+CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+UPLOAD_ID = re.compile(r"^up_[0-9a-f]{20}$")
+
+
+class UploadRequest(BaseModel):
+    """POST /sync/import/uploads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["csv", "jsonl"]
+
+
+def _upload_key(upload_id: str, fmt: str) -> str:
+    return f"{UPLOAD_PREFIX}{upload_id}.{fmt}"
+
+
+def new_upload(request: UploadRequest, deps: SyncDeps) -> dict[str, Any]:
+    """Where to PUT a file of up to MAX_UPLOAD_BYTES, and how; POST /sync/import?upload_id= then imports it."""
+    upload_id = deps.new_id("up")
+    content_type = CONTENT_TYPES[request.format]
+    url = deps.archive.upload_url(_upload_key(upload_id, request.format), content_type, UPLOAD_EXPIRES_SECONDS)
+    return {
+        "upload_id": upload_id,
+        "url": url,
+        "method": "PUT",
+        "headers": {"Content-Type": content_type},
+        "expires_in": UPLOAD_EXPIRES_SECONDS,
+        "max_bytes": MAX_UPLOAD_BYTES,
+    }
+
+
+def queue_uploaded_import(upload_id: str, deps: SyncDeps) -> dict[str, Any]:
+    """Start the import of an uploaded file: the job exists at once (status `validating`), the sync function reads
+    and validates the file. The job id follows from the upload id, so asking twice starts one job."""
+    if not UPLOAD_ID.match(upload_id):
+        raise BadImport("upload_id is not one POST /sync/import/uploads answered")
+    found = [(fmt, head) for fmt in CONTENT_TYPES if (head := deps.archive.head(_upload_key(upload_id, fmt)))]
+    if not found:
+        raise BadImport("nothing was uploaded for this upload_id yet: PUT the file to its url first")
+    fmt, head = found[0]
+    if head.size > MAX_UPLOAD_BYTES:
+        raise BadImport(f"the file is {head.size} bytes; at most {MAX_UPLOAD_BYTES}")
+    if head.size == 0:
+        raise BadImport("the file is empty")
+    job_id = "im_" + upload_id.removeprefix("up_")
+    if deps.store.get_job(job_id) is None:
+        with contextlib.suppress(ConditionFailed):  # two requests at once: one job
+            deps.store.create_job(job_id, _import_job(fmt, "validating", deps, upload_key=head.key))
+            deps.queue.send(json.dumps({"kind": "import_file", "job_id": job_id}))
+    return {"job_id": job_id, "status": "validating"}
+
+
+def prepare_uploaded_import(job_id: str, deps: SyncDeps) -> None:
+    """The sync function's side of queue_uploaded_import: validate the file, then go on as a direct import."""
+    job = deps.store.get_job(job_id)
+    if job is None or job.get("status") != "validating":
+        return  # unknown, or already done by an earlier delivery of this message
+    fmt: Literal["csv", "jsonl"] = "csv" if job.get("format") == "csv" else "jsonl"
+    try:
+        text = deps.archive.get(str(job["upload_key"])).decode("utf-8")
+        parsed = parse_file(text, fmt, max_rows=MAX_UPLOAD_ROWS)
+    except (UnicodeDecodeError, BadImport) as exc:
+        reason = "the file is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        deps.store.update_job(job_id, {"status": "failed", "error": reason, "finished_at": deps.clock()})
+        return
+    _store_and_start(job_id, parsed, deps)
 
 
 class ReconcileRequest(BaseModel):
