@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-from crmsync.store.state import StoredItem, Versioned
+from crmsync.store.state import VERSION_SUFFIX, CrmRecords, StoredItem, Versioned
 from tests.fakes.dynamo import check_item, validation_error
 from tests.fakes.faults import Faults, check, check_after
 
@@ -289,19 +289,34 @@ class MemoryState:
             return [json.loads(by_sk[sk]["data"]) for sk in sorted(by_sk) if sk.startswith("LINEAGE#")]
 
     # --- CRM ids --------------------------------------------------------------------------------
-    def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
+    def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str, version: str | None = None) -> None:
         with self._op("record_crm_id"):
             if object_type in ("pk", "sk"):
                 raise validation_error("UpdateItem")  # a key attribute cannot be SET
             item = dict(self._load(pk, f"CRM#{backend}") or {"pk": pk, "sk": f"CRM#{backend}"})
             item[object_type] = crm_id  # update_item: SET #t = :id, creating the item when missing
+            if version is None:
+                item.pop(f"{object_type}{VERSION_SUFFIX}", None)  # REMOVE #v
+            else:
+                item[f"{object_type}{VERSION_SUFFIX}"] = version  # SET #v = :v
             check_item(item, operation="UpdateItem", keys=KEYS)
             self._store(item)
 
+    def crm_records(self, pk: str, backend: str) -> CrmRecords:
+        with self._op("crm_records"):
+            return self._crm_records(pk, backend)
+
     def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
         with self._op("crm_ids"):
-            item = self._load(pk, f"CRM#{backend}") or {}
-            return {k: v for k, v in item.items() if k not in ("pk", "sk") and isinstance(v, str)}
+            return self._crm_records(pk, backend).ids
+
+    def _crm_records(self, pk: str, backend: str) -> CrmRecords:
+        item = self._load(pk, f"CRM#{backend}") or {}
+        text = {k: v for k, v in item.items() if k not in ("pk", "sk") and isinstance(v, str)}
+        return CrmRecords(
+            ids={k: v for k, v in text.items() if not k.endswith(VERSION_SUFFIX)},
+            versions={k.removesuffix(VERSION_SUFFIX): v for k, v in text.items() if k.endswith(VERSION_SUFFIX)},
+        )
 
     # --- erasure --------------------------------------------------------------------------------
     def erased(self, key_hashes: Sequence[str]) -> set[str]:

@@ -37,7 +37,7 @@ from crmsync.store.crm_local import LocalCrmTable
 from crmsync.store.errors import ConditionFailed, NotFound, StoreError
 from crmsync.store.queue import Attribute, OutgoingMessage, Queue, QueueMessage
 from crmsync.store.receipts import Claim, Receipt, ReceiptStore
-from crmsync.store.state import StateStore, Versioned
+from crmsync.store.state import CrmRecords, StateStore, Versioned
 from crmsync.store.sync_jobs import SyncStore
 from tests.fakes import FaultyCrm, MemoryArchive, MemoryBus, MemoryReceipts, MemoryState, SqsSimulator
 from tests.fakes.sync import MemorySync
@@ -469,6 +469,43 @@ def test_crm_ids_are_recorded_per_backend_and_object_type(state: StateSide) -> N
     assert s.customer_items("c1") == []
 
 
+def test_a_crm_id_keeps_the_version_recorded_with_it_until_an_id_comes_without_one(state: StateSide) -> None:
+    # Given nothing recorded, Then there are neither ids nor versions
+    s = state.store
+    assert s.crm_records("CUSTOMER#c1", "local") == CrmRecords(ids={}, versions={})
+    # When a contact id is recorded with the version it was written with, and a deal id without one
+    s.record_crm_id("CUSTOMER#c1", "local", "contact", "7", "1795000000000:ab12")
+    s.record_crm_id("CUSTOMER#c1", "local", "deal", "9")
+    # Then both read back, the version beside its id; crm_ids answers the ids alone; the item holds both as text
+    assert s.crm_records("CUSTOMER#c1", "local") == CrmRecords(
+        ids={"contact": "7", "deal": "9"}, versions={"contact": "1795000000000:ab12"}
+    )
+    assert s.crm_ids("CUSTOMER#c1", "local") == {"contact": "7", "deal": "9"}
+    assert state.raw("CUSTOMER#c1", "CRM#local") == {
+        "pk": "CUSTOMER#c1", "sk": "CRM#local", "contact": "7", "contact_version": "1795000000000:ab12", "deal": "9",
+    }  # fmt: skip
+    # When a newer version of the same contact is recorded, Then it replaces the old one
+    s.record_crm_id("CUSTOMER#c1", "local", "contact", "7", "1795000009999:cd34")
+    assert s.crm_records("CUSTOMER#c1", "local").versions == {"contact": "1795000009999:cd34"}
+    # When another backend records its own, Then each backend keeps its own
+    s.record_crm_id("CUSTOMER#c1", "hubspot", "contact", "hs-1", "1795000000000:ab12")
+    assert s.crm_records("CUSTOMER#c1", "hubspot") == CrmRecords({"contact": "hs-1"}, {"contact": "1795000000000:ab12"})
+    # When the contact's id is recorded again without a version (one whose version is unknown), Then the version
+    # recorded before goes with it: a version never outlives the id it was written under
+    s.record_crm_id("CUSTOMER#c1", "local", "contact", "8")
+    assert s.crm_records("CUSTOMER#c1", "local") == CrmRecords(ids={"contact": "8", "deal": "9"}, versions={})
+    assert state.raw("CUSTOMER#c1", "CRM#local") == {
+        "pk": "CUSTOMER#c1",
+        "sk": "CRM#local",
+        "contact": "8",
+        "deal": "9",
+    }
+    # And forgetting the CRM ids forgets the versions too
+    s.record_crm_id("CUSTOMER#c1", "local", "contact", "8", "1795000000000:ab12")
+    s.forget_crm_ids("CUSTOMER#c1", "local")
+    assert s.crm_records("CUSTOMER#c1", "local") == CrmRecords(ids={}, versions={})
+
+
 def test_an_identity_link_keeps_its_reason(state: StateSide) -> None:
     # Given a link made for a reason, Then the reason is read back; an unknown key has none
     state.store.link_identity("phone:+15024581234", "c1", "same phone")
@@ -749,6 +786,25 @@ def test_the_archive_keeps_bytes_exactly_and_answers_missing_keys(archive: RawAr
         None,
         "raw/shopify/2026/11/20/a",
     ]
+    assert head.size == len(b"\x00second\xfe")
+
+
+def test_an_upload_url_takes_a_put_of_the_file(archive: RawArchive) -> None:
+    # Given a presigned PUT for an import file
+    url = archive.upload_url("imports/uploads/up_1.csv", "text/csv", 900)
+    # When the operator PUTs the file to it (the fake stands for that PUT with `uploaded`)
+    body = b"type,id\ncustomer,c1\n"
+    if isinstance(archive, MemoryArchive):
+        archive.uploaded(url, body)
+    else:
+        import requests
+
+        assert requests.put(url, data=body, headers={"Content-Type": "text/csv"}, timeout=10).status_code == 200
+    # Then the archive holds it under the key, with its size
+    assert archive.get("imports/uploads/up_1.csv") == body
+    found = archive.head("imports/uploads/up_1.csv")
+    assert found is not None
+    assert found.size == len(body)
 
 
 def test_the_archive_lists_folders_and_pages_keys_in_key_order(archive: RawArchive) -> None:
@@ -786,24 +842,6 @@ def test_the_archive_refuses_metadata_that_is_not_ascii(archive: RawArchive) -> 
 # --- queues -----------------------------------------------------------------------------------------------------------
 def test_a_message_comes_back_until_max_receive_count_then_sits_in_the_dlq(queues: QueueSide) -> None:
     # Given a message with attributes on the CRM queue (maxReceiveCount from template.yaml)
-    assert head.size == len(b"\x00second\xfe")
-
-
-def test_an_upload_url_takes_a_put_of_the_file(archive: RawArchive) -> None:
-    # Given a presigned PUT for an import file
-    url = archive.upload_url("imports/uploads/up_1.csv", "text/csv", 900)
-    # When the operator PUTs the file to it (the fake stands for that PUT with `uploaded`)
-    body = b"type,id\ncustomer,c1\n"
-    if isinstance(archive, MemoryArchive):
-        archive.uploaded(url, body)
-    else:
-        import requests
-
-        assert requests.put(url, data=body, headers={"Content-Type": "text/csv"}, timeout=10).status_code == 200
-    # Then the archive holds it under the key, with its size
-    assert archive.get("imports/uploads/up_1.csv") == body
-    found = archive.head("imports/uploads/up_1.csv")
-    assert found is not None and found.size == len(body)
     limit = queue_settings("CrmQueue").max_receive_count
     assert limit is not None
     attributes = {"kind": Attribute("order"), "n": Attribute("3", "Number"), "raw": Attribute(b"\x01\x02", "Binary")}

@@ -186,3 +186,51 @@ def test_without_a_token_every_event_fails_with_a_clear_reason(aws, shopify, mon
     assert len(dead) == 2  # the customer's event and the order's
     assert {attribute(d, "crmsync-error-type") for d in dead} == {"CrmNotConfigured"}
     assert all("HUBSPOT_ACCESS_TOKEN" in attribute(d, "crmsync-error-message") for d in dead)
+
+
+def another_order_at_the_same_time(order: dict) -> dict:
+    """The same buyer's next order, stamped like the first: the customer's stored version stays as it is."""
+    return {**order, "id": order["id"] + 1, "name": "#1043", "order_number": order["order_number"] + 1}
+
+
+def test_a_second_order_of_a_known_buyer_reuses_the_contact_without_sending_it(portal, shopify):
+    # Given an order in HubSpot: its buyer's contact written with the customer's current version
+    shopify(ORDER)
+    [contact_id] = records(portal, "contacts")
+    portal.log.clear()
+    # When the buyer's next order arrives, leaving the customer unchanged
+    shopify(another_order_at_the_same_time(ORDER), event_id="evt-2")
+    # Then only the deal is upserted, and associated with the contact on record
+    assert [(e["path"], e["inputs"]) for e in portal.log] == [
+        ("/crm/v3/objects/deals/batch/upsert", 1),
+        ("/crm/v4/associations/deals/contacts/batch/associate/default", 1),
+    ]
+    assert list(records(portal, "contacts")) == [contact_id]
+    assert sorted(linked(portal, "contacts", contact_id)["deals"]) == sorted(records(portal, "deals"))
+
+
+def test_a_contact_deleted_in_hubspot_is_upserted_again_when_a_deal_needs_it(portal, shopify):
+    # Given an order in HubSpot, then its contact deleted in the portal by hand (with its associations)
+    shopify(ORDER)
+    [gone] = records(portal, "contacts")
+    with portal.lock:
+        del portal.records["contacts"][gone]
+        portal.associations = {a for a in portal.associations if gone not in (a[1], a[3])}
+    portal.log.clear()
+    # When the buyer's next order arrives, leaving the customer unchanged (the writer does not send the contact)
+    shopify(another_order_at_the_same_time(ORDER), event_id="evt-2")
+    # Then HubSpot refuses the association with the gone contact (an OBJECT_NOT_FOUND error in the answer), the
+    # writer upserts the contact after all (a new record) and associates the deal with it; merging the gone one into
+    # it finds nothing
+    assert [(e["path"], e["status"]) for e in portal.log] == [
+        ("/crm/v3/objects/deals/batch/upsert", 200),
+        ("/crm/v4/associations/deals/contacts/batch/associate/default", 200),
+        ("/crm/v3/objects/contacts/batch/upsert", 200),
+        ("/crm/v3/objects/contacts/merge", 404),
+        ("/crm/v4/associations/deals/contacts/batch/associate/default", 200),
+    ]
+    [(contact_id, contact)] = records(portal, "contacts").items()
+    assert contact_id != gone
+    assert contact["email"] == "ada.lovelace@example.com"
+    new_deal = next(i for i, d in records(portal, "deals").items() if d["crmsync_external_id"].endswith("568"))
+    assert linked(portal, "deals", new_deal) == {"contacts": [contact_id]}

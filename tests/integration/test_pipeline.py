@@ -166,6 +166,26 @@ def test_two_orders_of_one_buyer_share_one_contact(aws, deliver, lambda_context)
     assert len(contact["associations"]["deals"]) == 2
 
 
+def test_a_contact_gone_from_the_local_crm_comes_back_with_the_next_deal_of_its_buyer(aws, deliver, lambda_context):
+    # Given an order synced, then its contact deleted from the local CRM (its associations with it)
+    from crmsync.crm.backends import crm_for
+    from crmsync.settings import Settings
+
+    deliver(ORDER)
+    [gone] = local_crm(lambda_context, "contacts")
+    assert [a.outcome for a in crm_for(Settings.from_env()).delete("contacts", [gone["id"]])] == ["deleted"]
+    # When the buyer's next order arrives, stamped like the first: the customer is unchanged, so the writer does not
+    # send the contact, and the local CRM refuses to associate the deal with the one on record
+    second = {**ORDER, "id": 5678901234999, "name": "#1043"}
+    assert deliver(second, event_id="evt-2")["status"] == "accepted"
+    # Then the contact is upserted after all, and the new deal is associated with it
+    [contact] = local_crm(lambda_context, "contacts")
+    assert contact["id"] != gone["id"]
+    assert contact["properties"]["email"] == "ada.lovelace@example.com"
+    [deal] = local_crm(lambda_context, "deals", crmsync_external_id="shopify:order:5678901234999")
+    assert deal["associations"] == {"contacts": [contact["id"]]}
+
+
 def test_sample_convert_and_writer_events(aws, load_event, lambda_context):
     # Given the archived body that the documented convert event points at
     body = (EVENTS / "payloads" / "shopify-orders-create.json").read_bytes()

@@ -212,3 +212,38 @@ def test_a_spent_api_allowance_stops_the_writer_without_a_retry_storm(aws, deliv
     with pytest.raises(SalesforceLimitExceeded):
         SalesforceCrm.from_settings(Settings.from_env()).upsert("contacts", [UpsertInput(EXT, "x", {"LastName": "X"})])
     assert fake.received == 1
+
+
+def test_a_contact_deleted_in_salesforce_is_upserted_again_when_an_opportunity_needs_it(aws, deliver, fake, server):  # noqa: F811
+    # Given an order in Salesforce, then its Contact deleted there (its contact roles go with it)
+    deliver(ORDER)
+    [gone] = fake.all("Contact")
+    assert [a.outcome for a in adapter(server.url, fake.token).delete("contacts", [gone["Id"]])] == ["deleted"]
+    # When the buyer's next order arrives, stamped like the first, so the customer is unchanged and the writer does
+    # not send the contact
+    second = {**ORDER, "id": ORDER["id"] + 1, "name": "#1043", "order_number": ORDER["order_number"] + 1}
+    deliver(second, event_id="evt-2")
+    # Then the contact role naming the gone contact is refused, the contact upserted after all (a new record), and
+    # the opportunity's primary contact role names it
+    [contact] = fake.all("Contact")
+    assert contact["Id"] != gone["Id"]
+    assert contact["Email"] == "ada.lovelace@example.com"
+    deal = next(d for d in fake.all("Opportunity") if d[EXT] == f"shopify:order:{second['id']}")
+    [role] = fake.find("OpportunityContactRole", OpportunityId=deal["Id"])
+    assert (role["ContactId"], role["IsPrimary"]) == (contact["Id"], True)
+    assert dead_letters(aws) == []
+
+
+def test_a_second_order_of_a_known_buyer_reuses_the_salesforce_contact(aws, deliver, fake):  # noqa: F811
+    # Given an order in Salesforce
+    deliver(ORDER)
+    [contact] = fake.all("Contact")
+    upserts = len(fake.calls("PATCH", "composite/sobjects/Contact"))
+    # When the buyer's next order arrives, leaving the customer unchanged
+    second = {**ORDER, "id": ORDER["id"] + 1, "name": "#1043", "order_number": ORDER["order_number"] + 1}
+    deliver(second, event_id="evt-2")
+    # Then the Contact is not sent again, and the new opportunity's contact role names it
+    assert len(fake.calls("PATCH", "composite/sobjects/Contact")) == upserts
+    deal = next(d for d in fake.all("Opportunity") if d[EXT] == f"shopify:order:{second['id']}")
+    [role] = fake.find("OpportunityContactRole", OpportunityId=deal["Id"])
+    assert role["ContactId"] == contact["Id"]

@@ -3,25 +3,34 @@ and upsert it by external id, so concurrent writers can only ever put the same o
 
 Orders and standalone payments are deals; a payment that names a known order updates that order's deal;
 refunds and disputes refresh the deal they are about and become notes on it (and on its contact).
+
+A contact is not sent again when the batch only needs it for a deal or a note (no event of the batch is about the
+customer, no merge involves it) and state records, for this CRM, its contact id and that the contact was last
+written with the customer's current stored version: the deal is associated with the recorded id. Should the CRM
+refuse an association naming such an id (the contact was deleted or merged away in the CRM), those contacts are
+upserted after all and the association made again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crmsync.crm.errors import CrmRejected
 from crmsync.crm.port import Association, CrmPort, UpsertInput
 from crmsync.identity import current_id
 from crmsync.links import payment_links
 from crmsync.models import Payment
 from crmsync.observability import logger
+from crmsync.store.errors import ConditionFailed
 from crmsync.views import customer_view, deal_target, note_view, order_view, payment_view
 
 if TYPE_CHECKING:
     from crmsync.mapping import Mapping, ObjectMapping
-    from crmsync.store.state import StateStore
+    from crmsync.store.state import StateStore, StoredItem
 
 
 class Touched(Protocol):
@@ -45,7 +54,9 @@ class WriterDeps:
 
 @dataclass
 class WriteSummary:
-    contacts: dict[str, str] = field(default_factory=dict)  # customer id -> CRM contact id
+    contacts: dict[str, str] = field(default_factory=dict)  # customer id -> CRM contact id, upserted by this batch
+    # customer id -> the CRM contact id on record, for contacts not sent again (unchanged since last written)
+    reused: dict[str, str] = field(default_factory=dict)
     deals: dict[str, str] = field(default_factory=dict)  # order / payment external id -> CRM deal id
     notes: dict[str, str] = field(default_factory=dict)  # refund / dispute external id -> CRM note id
     associations: int = 0
@@ -64,6 +75,9 @@ class _Batch:
     notes: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)  # (template, view, deal)
     merges: dict[str, set[str]] = field(default_factory=dict)  # survivor customer id -> customer ids merged into it
     owners: dict[str, str] = field(default_factory=dict)  # customer id as stored -> the customer holding it now
+    touched: set[str] = field(default_factory=set)  # customers an event of the batch is about (or a merge involves)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # customer id -> contact view
+    versions: dict[str, str] = field(default_factory=dict)  # customer id -> contact_version of its view
 
 
 def _input(mapping: ObjectMapping, view: dict[str, Any]) -> UpsertInput | None:
@@ -156,7 +170,9 @@ def _gather(events: Sequence[Touched], deps: WriterDeps, summary: WriteSummary) 
     # The last event per key is enough (the writer reads current state), but every merge must be seen.
     for event in [e for e in events if e.merged] + list({e.key: e for e in events if not e.merged}.values()):
         if event.entity == "customer":
-            _add_customer(batch, _owner(batch, deps, event.key))
+            owner = _owner(batch, deps, event.key)
+            _add_customer(batch, owner)
+            batch.touched.update(c for c in (event.key, owner, event.merged) if c)
             if event.merged:
                 batch.merges.setdefault(event.key, set()).add(event.merged)
         elif event.entity in ("order", "payment"):
@@ -173,55 +189,118 @@ def _gather(events: Sequence[Touched], deps: WriterDeps, summary: WriteSummary) 
     return batch
 
 
+def contact_version(items: Sequence[StoredItem]) -> str:
+    """The stored version a customer's contact is written from: its newest source view's version (epoch ms), and a
+    digest of every view's key and version. A contact takes each field from the newest view that has it, so an
+    older view of another source changing, or a view a merge moved in, changes the contact too."""
+    newest = max(item.version for item in items)
+    views = "\n".join(f"{item.sk}={item.version}" for item in sorted(items, key=lambda i: i.sk))
+    return f"{newest}:{hashlib.sha256(views.encode()).hexdigest()[:16]}"
+
+
 def write_events(events: Sequence[Touched], deps: WriterDeps) -> WriteSummary:
     summary = WriteSummary()
     batch = _gather(events, deps, summary)
 
-    customers = {}
     for cid in batch.customers:
         items = deps.state.customer_items(cid)
         if items:
-            customers[cid] = customer_view(cid, items)
+            batch.views[cid] = customer_view(cid, items)
+            batch.versions[cid] = contact_version(items)
             newest = max(items, key=lambda item: item.version)
             batch.written[f"CUSTOMER#{cid}"] = (newest.version, newest.receipt_id)
-    summary.skipped.extend(cid for cid in batch.customers if cid not in customers)
-    # The contacts each customer (and every customer merged into it) already has, read before the upsert: the
-    # upsert finds a contact by email, so a customer first known without one, or merged from another, may land on
-    # a different contact than the one on record, and the two must become one.
-    known = {
-        cid: {
-            contact
-            for owner in (cid, *batch.merges.get(cid, ()))
-            if (contact := deps.state.crm_ids(f"CUSTOMER#{owner}", deps.crm.name).get("contact"))
-        }
-        for cid in customers
+    summary.skipped.extend(cid for cid in batch.customers if cid not in batch.views)
+    # What state records of each customer's contact (and of every customer merged into it), read before the upsert.
+    recorded = {
+        owner: deps.state.crm_records(f"CUSTOMER#{owner}", deps.crm.name)
+        for cid in batch.views
+        for owner in (cid, *batch.merges.get(cid, ()))
     }
-    summary.contacts = _upsert_all(deps, "contacts", deps.mapping.contacts, customers, summary)
-    _merge_contacts(batch, known, deps, summary)
-    # Recorded only once the merges are done: a retry after a failed merge still knows the contact to fold in.
-    for cid, contact in summary.contacts.items():
-        deps.state.record_crm_id(f"CUSTOMER#{cid}", deps.crm.name, "contact", contact)
-    for merged in {m for survivor in summary.contacts for m in batch.merges.get(survivor, ())}:
-        deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
-    contact_pks = {cid: f"CUSTOMER#{cid}" for cid in customers}
-    _record_lineage(deps, batch, "contact", summary.contacts, contact_pks, summary.unchanged)
+    involved = batch.touched | set(batch.merges) | {m for merged in batch.merges.values() for m in merged}
+    summary.reused = {
+        cid: contact
+        for cid in batch.views
+        if cid not in involved
+        and (contact := recorded[cid].ids.get("contact"))
+        and recorded[cid].versions.get("contact") == batch.versions[cid]
+    }
+    # The contacts each customer to send (and every customer merged into it) already has: the upsert finds a contact
+    # by email, so a customer first known without one, or merged from another, may land on a different contact than
+    # the one on record, and the two must become one.
+    known = {
+        cid: {contact for owner in (cid, *batch.merges.get(cid, ())) if (contact := recorded[owner].ids.get("contact"))}
+        for cid in batch.views
+        if cid not in summary.reused
+    }
+    _write_contacts(deps, batch, known, summary)
     summary.deals = _upsert_all(deps, "deals", deps.mapping.deals, batch.deals, summary, batch.deal_pk)
     _record_lineage(deps, batch, "deal", summary.deals, batch.deal_pk, summary.unchanged)
 
-    pairs = [
-        Association(from_id=summary.deals[key], to_id=summary.contacts[view["customer_id"]])
-        for key, view in batch.deals.items()
-        if key in summary.deals and view.get("customer_id") in summary.contacts
-    ]
-    if pairs:
-        deps.crm.associate("deals", "contacts", pairs)
-    summary.associations = len(pairs)
+    summary.associations = _associate_contacts(
+        deps,
+        batch,
+        "deals",
+        [(summary.deals[key], view.get("customer_id")) for key, view in batch.deals.items() if key in summary.deals],
+        summary,
+    )
     _write_notes(batch, deps, summary)
     logger.info(
-        "crm written", contacts=len(summary.contacts), deals=len(summary.deals), notes=len(summary.notes),
-        associations=summary.associations, skipped=len(summary.skipped),
+        "crm written", contacts=len(summary.contacts), contacts_unchanged=len(summary.reused),
+        deals=len(summary.deals), notes=len(summary.notes), associations=summary.associations,
+        skipped=len(summary.skipped),
     )  # fmt: skip
     return summary
+
+
+def _write_contacts(deps: WriterDeps, batch: _Batch, known: dict[str, set[str]], summary: WriteSummary) -> None:
+    """Upsert the contacts of these customers (`known`: customer id -> contacts on record for it), fold every other
+    contact on record into the one written, and record the ids, with the version each contact now shows."""
+    views = {cid: batch.views[cid] for cid in known}
+    written = _upsert_all(deps, "contacts", deps.mapping.contacts, views, summary)
+    summary.contacts.update(written)
+    _merge_contacts(known, written, deps)
+    # Recorded only once the merges are done: a retry after a failed merge still knows the contact to fold in. A
+    # contact the match policy left unchanged shows no version of ours: its id is recorded without one.
+    for cid, contact in written.items():
+        version = None if cid in summary.unchanged else batch.versions[cid]
+        deps.state.record_crm_id(f"CUSTOMER#{cid}", deps.crm.name, "contact", contact, version)
+    for merged in {m for survivor in written for m in batch.merges.get(survivor, ())}:
+        deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
+    contact_pks = {cid: f"CUSTOMER#{cid}" for cid in views}
+    _record_lineage(deps, batch, "contact", written, contact_pks, summary.unchanged)
+
+
+def _associate_contacts(
+    deps: WriterDeps, batch: _Batch, from_type: str, wanted: Sequence[tuple[str, str | None]], summary: WriteSummary
+) -> int:
+    """Associate records (from id, customer id) with the customers' contacts; returns the pairs associated. When the
+    CRM refuses a call naming a contact this batch did not send (its recorded id may be gone: deleted, or merged
+    away, in the CRM), those contacts are upserted after all, as the writer always did, and the call made again
+    with the ids they get; a second refusal fails the batch."""
+
+    def pairs() -> list[Association]:
+        contacts = summary.reused | summary.contacts
+        return [Association(from_id, contacts[cid]) for from_id, cid in wanted if cid is not None and cid in contacts]
+
+    first = pairs()
+    if not first:
+        return 0
+    try:
+        deps.crm.associate(from_type, "contacts", first)
+    except (CrmRejected, ConditionFailed) as refused:  # the local CRM refuses a missing record with ConditionFailed
+        stale = sorted({cid for _, cid in wanted if cid in summary.reused})
+        if not stale:
+            raise
+        logger.warning(
+            "crm association refused; sending the contacts on record again",
+            from_type=from_type, contacts=len(stale), error=str(refused),
+        )  # fmt: skip
+        recorded = {cid: {summary.reused.pop(cid)} for cid in stale}
+        _write_contacts(deps, batch, recorded, summary)
+        again = pairs()
+        deps.crm.associate(from_type, "contacts", again)
+        return len(again)
+    return len(first)
 
 
 def _record_lineage(
@@ -247,11 +326,11 @@ def _record_lineage(
         )  # fmt: skip
 
 
-def _merge_contacts(batch: _Batch, known: dict[str, set[str]], deps: WriterDeps, summary: WriteSummary) -> None:
+def _merge_contacts(known: dict[str, set[str]], written: dict[str, str], deps: WriterDeps) -> None:
     """One person, one contact: every other contact on record for the customer (or for customers merged into it)
     is merged into the one the upsert wrote."""
     for cid, contacts in known.items():
-        primary = summary.contacts.get(cid)
+        primary = written.get(cid)
         if primary is None:
             continue
         for contact in sorted(contacts - {primary}):
@@ -278,12 +357,10 @@ def _write_notes(batch: _Batch, deps: WriterDeps, summary: WriteSummary) -> None
         if (deal := deal_of.get(key)) and deal in summary.deals
     ]
     to_contacts = [
-        Association(from_id=note_id, to_id=summary.contacts[cid])
+        (note_id, batch.deals.get(deal, {}).get("customer_id"))
         for key, note_id in summary.notes.items()
-        if (deal := deal_of.get(key)) and (cid := batch.deals.get(deal, {}).get("customer_id")) in summary.contacts
+        if (deal := deal_of.get(key))
     ]
     if to_deals:
         deps.crm.associate("notes", "deals", to_deals)
-    if to_contacts:
-        deps.crm.associate("notes", "contacts", to_contacts)
-    summary.associations += len(to_deals) + len(to_contacts)
+    summary.associations += len(to_deals) + _associate_contacts(deps, batch, "notes", to_contacts, summary)

@@ -3,7 +3,8 @@
 Items (pk / sk):
 - ORDER#<external id> / STATE           one canonical order: version, rank, receipt_id, customer_id, data
 - CUSTOMER#<id>      / SRC#<source>#<source key>   what one source says about the customer (versioned alike)
-- CUSTOMER#<id>      / CRM#<backend>    the CRM ids of the customer's contact
+- CUSTOMER#<id>      / CRM#<backend>    the CRM ids of the customer's contact (`contact`), and the stored version
+                                        the contact was last written with (`contact_version`, when known)
 - ORDER#<external id> / CRM#<backend>   the CRM id of the order's deal
 - PAYMENT#, REFUND#, DISPUTE#<external id> / STATE   the other canonical entities, versioned like orders
 - IDENTITY#<key>     / IDENTITY         identity link (email:<email>, shopify:customer:<id>) -> customer id
@@ -58,6 +59,17 @@ class StoredItem:
     receipt_id: str
     customer_id: str | None
     data: dict[str, Any]
+
+
+VERSION_SUFFIX = "_version"  # CRM#<backend> item: <object type> holds the CRM id, <object type>_version its version
+
+
+@dataclass(frozen=True)
+class CrmRecords:
+    """What state holds of one entity's records in one CRM (its CRM#<backend> item)."""
+
+    ids: dict[str, str]  # object type -> CRM id
+    versions: dict[str, str]  # object type -> the stored version that record was last written with, when recorded
 
 
 @dataclass(frozen=True)
@@ -309,21 +321,35 @@ class StateStore:
         return [json.loads(i["data"]["S"]) for i in items]
 
     # --- CRM ids --------------------------------------------------------------------------------
-    def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str) -> None:
+    def record_crm_id(self, pk: str, backend: str, object_type: str, crm_id: str, version: str | None = None) -> None:
+        """Record the CRM id of the entity's record of that type and, with `version`, the stored version that record
+        now shows (crmsync.writer: what it was last written with). One update sets both, and an id recorded without a
+        version removes the one recorded before, so a version never outlives the id it was written under."""
+        names = {"#t": object_type, "#v": f"{object_type}{VERSION_SUFFIX}"}
+        values: dict[str, AttributeValueTypeDef] = {":id": {"S": crm_id}}
+        update = "SET #t = :id REMOVE #v"
+        if version is not None:
+            update = "SET #t = :id, #v = :v"
+            values[":v"] = {"S": version}
         try:
             self._ddb.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": pk}, "sk": {"S": f"CRM#{backend}"}},
-                UpdateExpression="SET #t = :id",
-                ExpressionAttributeNames={"#t": object_type},
-                ExpressionAttributeValues={":id": {"S": crm_id}},
+                UpdateExpression=update,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
 
-    def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
+    def crm_records(self, pk: str, backend: str) -> CrmRecords:
+        """The entity's CRM ids in that backend, with the versions recorded beside them (one read)."""
         item = self._get(pk, f"CRM#{backend}") or {}
-        return {k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v}
+        return _crm_records({k: v["S"] for k, v in item.items() if k not in ("pk", "sk") and "S" in v})
+
+    def crm_ids(self, pk: str, backend: str) -> dict[str, str]:
+        """Object type -> CRM id of the entity's records in that backend."""
+        return self.crm_records(pk, backend).ids
 
     # --- erasure (crmsync.erasure) ------------------------------------------------------------------
     def erased(self, key_hashes: Sequence[str]) -> set[str]:
@@ -479,6 +505,13 @@ class StateStore:
         pk = f"ERASURE#{erasure_id}" if part == "ERASURE" else f"ERASURE-{part}#{erasure_id}"
         item = self._get(pk, part)
         return dict(json.loads(item["data"]["S"])) if item else None
+
+
+def _crm_records(attributes: dict[str, str]) -> CrmRecords:
+    """A CRM#<backend> item's text attributes, split into ids and versions."""
+    ids = {k: v for k, v in attributes.items() if not k.endswith(VERSION_SUFFIX)}
+    versions = {k.removesuffix(VERSION_SUFFIX): v for k, v in attributes.items() if k.endswith(VERSION_SUFFIX)}
+    return CrmRecords(ids, versions)
 
 
 def _stored(item: dict[str, Any]) -> StoredItem:
