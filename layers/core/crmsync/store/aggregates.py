@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, translate
+from crmsync.store.errors import conditional, translate
 from crmsync.store.state import VERSION_GUARD
 
 if TYPE_CHECKING:
@@ -66,26 +66,18 @@ class AggregateStore:
             "receipt_id": {"S": contribution.receipt_id},
             "data": {"S": json.dumps(contribution.data, separators=(",", ":"), sort_keys=True)},
         }
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression=VERSION_GUARD,
-                ExpressionAttributeNames={"#rank": "rank"},
-                ExpressionAttributeValues={
-                    ":v": {"N": str(contribution.version)},
-                    ":r": {"N": str(contribution.rank)},
-                    ":rid": {"S": contribution.receipt_id},
-                },
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.put_item,
+            TableName=self.table,
+            Item=item,
+            ConditionExpression=VERSION_GUARD,
+            ExpressionAttributeNames={"#rank": "rank"},
+            ExpressionAttributeValues={
+                ":v": {"N": str(contribution.version)},
+                ":r": {"N": str(contribution.rank)},
+                ":rid": {"S": contribution.receipt_id},
+            },
+        )
 
     def contributions(self, customer_id: str) -> list[Contribution]:
         """Every contribution of the customer (consistent read)."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, StoreError, translate
+from crmsync.store.errors import StoreError, conditional, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -91,26 +91,18 @@ class CrmIdLedger:
 
     def claim(self, object_type: str, key: str, token: str) -> bool:
         """Claim the create of a record nobody has claimed; False when someone has (claimed, created or unknown)."""
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": self._pk(object_type, key)},
-                    "sk": {"S": SK},
-                    "state": {"S": "claimed"},
-                    "token": {"S": token},
-                    "claimed_at": {"N": f"{self.clock():.3f}"},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.put_item,
+            TableName=self.table,
+            Item={
+                "pk": {"S": self._pk(object_type, key)},
+                "sk": {"S": SK},
+                "state": {"S": "claimed"},
+                "token": {"S": token},
+                "claimed_at": {"N": f"{self.clock():.3f}"},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
 
     def record(self, object_type: str, key: str, crm_id: str) -> None:
         """The record was created with this CRM id."""
@@ -142,14 +134,7 @@ class CrmIdLedger:
         }
         if condition:
             kwargs["ConditionExpression"] = condition
-        try:
-            self._ddb.update_item(**kwargs)
-        except ClientError as exc:
-            error = translate(exc)
-            if not isinstance(error, ConditionFailed):  # another writer's claim: theirs to settle
-                raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        conditional(self._ddb.update_item, **kwargs)  # refused: another writer's claim, theirs to settle
 
     def _delete(
         self, object_type: str, key: str, condition: str | None = None, values: dict[str, str] | None = None
@@ -164,14 +149,7 @@ class CrmIdLedger:
             kwargs["ExpressionAttributeValues"] = {":claimed": {"S": "claimed"}} | {
                 k: {"S": v} for k, v in (values or {}).items()
             }
-        try:
-            self._ddb.delete_item(**kwargs)
-        except ClientError as exc:
-            error = translate(exc)
-            if not isinstance(error, ConditionFailed):
-                raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        conditional(self._ddb.delete_item, **kwargs)
 
 
 def _state(value: str) -> LedgerState:

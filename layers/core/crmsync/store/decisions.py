@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, translate
+from crmsync.store.errors import conditional, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -47,21 +47,13 @@ class DecisionStore:
 
     def mark(self, rule_id: str, rule_version: int, scope: str, record: dict[str, Any]) -> bool:
         """Record that the decision was carried out; False when it already was (by a concurrent or earlier run)."""
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": decision_pk(rule_id, rule_version, scope)},
-                    "sk": {"S": "DECISION"},
-                    "data": {"S": json.dumps(record, separators=(",", ":"), sort_keys=True)},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.put_item,
+            TableName=self.table,
+            Item={
+                "pk": {"S": decision_pk(rule_id, rule_version, scope)},
+                "sk": {"S": "DECISION"},
+                "data": {"S": json.dumps(record, separators=(",", ":"), sort_keys=True)},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, translate
+from crmsync.store.errors import ConditionFailed, conditional, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -167,15 +167,15 @@ class DirtyStore:
             if len(chunk) > 1 and self._transact([{"Delete": d} for d in chunk]):
                 continue
             for item, delete in zip(items[start : start + TRANSACTION_LIMIT], chunk, strict=True):
-                if not self._conditional(self._ddb.delete_item, delete):
+                if not conditional(self._ddb.delete_item, **delete):
                     kept.append(item)
         return kept
 
     def failed(self, item: DirtyItem, attempts: int, retry_at: float, error: str) -> None:
         """Record a failed flush of the entity: it stays dirty, to be tried again from retry_at (epoch seconds)."""
-        self._conditional(
+        conditional(
             self._ddb.update_item,
-            {
+            **{
                 "TableName": self.table,
                 "Key": item_key(item.entity, item.key),
                 "UpdateExpression": "SET attempts = :a, retry_at = :r, #error = :e",
@@ -194,9 +194,9 @@ class DirtyStore:
         attempts reset (a newer change gets attempts of its own). True when deleted."""
         if self.clear([item]) == []:
             return True
-        self._conditional(
+        conditional(
             self._ddb.update_item,
-            {
+            **{
                 "TableName": self.table,
                 "Key": item_key(item.entity, item.key),
                 "UpdateExpression": "REMOVE attempts, retry_at, #error",
@@ -208,9 +208,9 @@ class DirtyStore:
 
     def acquire(self, token: str, until: float) -> bool:
         """Take the flusher's lease until `until` (epoch seconds) unless another flusher holds it."""
-        return self._conditional(
+        return conditional(
             self._ddb.put_item,
-            {
+            **{
                 "TableName": self.table,
                 "Item": {
                     "pk": {"S": LEASE_PK},
@@ -226,9 +226,9 @@ class DirtyStore:
 
     def release(self, token: str) -> None:
         """Give the lease back (only our own: one that expired and was taken since is the other flusher's)."""
-        self._conditional(
+        conditional(
             self._ddb.delete_item,
-            {
+            **{
                 "TableName": self.table,
                 "Key": {"pk": {"S": LEASE_PK}, "sk": {"S": LEASE_SK}},
                 "ConditionExpression": "#token = :token",
@@ -247,20 +247,6 @@ class DirtyStore:
             if isinstance(translate(exc), ConditionFailed):
                 return False
             raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
-
-    @staticmethod
-    def _conditional(call: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
-        """A conditional write: True when done, False when its condition refused it (a decision, not a failure)."""
-        try:
-            call(**kwargs)
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
         except BotoCoreError as exc:
             raise translate(exc) from exc
         return True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 
@@ -30,3 +33,18 @@ def translate(exc: ClientError | BotoCoreError) -> StoreError:
             return NotFound(code)
         return StoreError(f"{exc.operation_name}: {code}")
     return StoreError(exc.__class__.__name__)
+
+
+def conditional(call: Callable[..., object], **kwargs: Any) -> bool:
+    """A conditional write: True when done, False when its condition refused it (a decision, not a failure); any
+    other error as the StoreError it is."""
+    try:
+        call(**kwargs)
+    except ClientError as exc:
+        error = translate(exc)
+        if isinstance(error, ConditionFailed):
+            return False
+        raise error from exc
+    except BotoCoreError as exc:
+        raise translate(exc) from exc
+    return True

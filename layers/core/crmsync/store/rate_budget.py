@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, translate
+from crmsync.store.errors import conditional, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -112,28 +112,20 @@ class RateBudget:
         )
 
     def _write(self, rev: int, sent: list[int], day: str, day_count: int, hold_until: int) -> bool:
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    **self._key,
-                    "rev": {"N": str(rev + 1)},
-                    "sent": {"L": [{"N": str(t)} for t in sent]},
-                    "day": {"S": day},
-                    "day_count": {"N": str(day_count)},
-                    "hold_until": {"N": str(hold_until)},
-                },
-                ConditionExpression="attribute_not_exists(rev) OR rev = :rev",
-                ExpressionAttributeValues={":rev": {"N": str(rev)}},
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.put_item,
+            TableName=self.table,
+            Item={
+                **self._key,
+                "rev": {"N": str(rev + 1)},
+                "sent": {"L": [{"N": str(t)} for t in sent]},
+                "day": {"S": day},
+                "day_count": {"N": str(day_count)},
+                "hold_until": {"N": str(hold_until)},
+            },
+            ConditionExpression="attribute_not_exists(rev) OR rev = :rev",
+            ExpressionAttributeValues={":rev": {"N": str(rev)}},
+        )
 
 
 def _n(item: dict[str, Any], name: str) -> str:

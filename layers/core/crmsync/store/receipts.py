@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, translate
+from crmsync.store.errors import ConditionFailed, conditional, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -117,25 +117,17 @@ class ReceiptStore:
         """Bind a signed transmission to the SHA-256 of its body: True when it is new or came with this body before,
         False when it came with another body (a forgery that kept the signature). Kept retention_seconds (TTL); an
         expired binding (not yet swept) counts as gone."""
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": key},
-                    "body_sha256": {"S": body_sha256},
-                    "expires_at": {"N": str(now + retention_seconds)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR body_sha256 = :h OR expires_at < :now",
-                ExpressionAttributeValues={":h": {"S": body_sha256}, ":now": {"N": str(now)}},
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.put_item,
+            TableName=self.table,
+            Item={
+                "pk": {"S": key},
+                "body_sha256": {"S": body_sha256},
+                "expires_at": {"N": str(now + retention_seconds)},
+            },
+            ConditionExpression="attribute_not_exists(pk) OR body_sha256 = :h OR expires_at < :now",
+            ExpressionAttributeValues={":h": {"S": body_sha256}, ":now": {"N": str(now)}},
+        )
 
     def status(self, receipt_id: str) -> str | None:
         found = self.get(receipt_id)

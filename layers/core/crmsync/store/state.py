@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crmsync.store import clients
-from crmsync.store.errors import ConditionFailed, translate
+from crmsync.store.errors import ConditionFailed, conditional, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -100,23 +100,15 @@ class StateStore:
         if customer_id:
             update += ", customer_id = :cid"
             values[":cid"] = {"S": customer_id}
-        try:
-            self._ddb.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": pk}, "sk": {"S": sk}},
-                UpdateExpression=update,
-                ConditionExpression=VERSION_GUARD.replace("version", "#version"),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.update_item,
+            TableName=self.table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            UpdateExpression=update,
+            ConditionExpression=VERSION_GUARD.replace("version", "#version"),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def _items(self, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item of a query or scan, page after page."""
@@ -419,42 +411,26 @@ class StateStore:
 
     def forget_identity(self, key: str, customer_id: str) -> bool:
         """Delete the identity link key -> customer_id; False (and nothing deleted) when it names someone else."""
-        try:
-            self._ddb.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"IDENTITY#{key}"}, "sk": {"S": "IDENTITY"}},
-                ConditionExpression="customer_id = :c",
-                ExpressionAttributeValues={":c": {"S": customer_id}},
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.delete_item,
+            TableName=self.table,
+            Key={"pk": {"S": f"IDENTITY#{key}"}, "sk": {"S": "IDENTITY"}},
+            ConditionExpression="customer_id = :c",
+            ExpressionAttributeValues={":c": {"S": customer_id}},
+        )
 
     def anonymise_entity(self, pk: str, data: dict[str, Any]) -> bool:
         """Replace a stored entity's data (its personal fields cleared) and unlink it from its customer, keeping its
         version (newer webhooks still win); False when there is no such entity."""
-        try:
-            self._ddb.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": pk}, "sk": {"S": "STATE"}},
-                UpdateExpression="SET #data = :data REMOVE customer_id",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#data": "data"},
-                ExpressionAttributeValues={":data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)}},
-            )
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.update_item,
+            TableName=self.table,
+            Key={"pk": {"S": pk}, "sk": {"S": "STATE"}},
+            UpdateExpression="SET #data = :data REMOVE customer_id",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#data": "data"},
+            ExpressionAttributeValues={":data": {"S": json.dumps(data, separators=(",", ":"), sort_keys=True)}},
+        )
 
     def scrub_lineage(self, pk: str, fields: Sequence[str], mark: dict[str, Any]) -> int:
         """Drop the named fields from every lineage entry of pk and add `mark` to each; returns the entries changed."""
