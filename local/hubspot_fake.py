@@ -7,7 +7,8 @@ Run it: `python -m local.hubspot_fake --port 8765 [--token T] [--rate-limit 100]
 it on 127.0.0.1 on a free port (`fake.url`).
 
 What it models
-- Objects API, any object type by name (contacts, deals, notes, tasks, companies, ...) or type id (0-1, 0-3):
+- Objects API, any object type by name (contacts, deals, notes, tasks, companies, line_items, ...) or type id
+  (0-1, 0-2, 0-3, 0-8, 0-27, 0-46):
   POST /crm/v3/objects/{type}/batch/upsert (by `idProperty`: contacts' `email`, or a property created with
   `hasUniqueValue`; `new` tells created from updated), /batch/create (inline `associations` applied),
   /batch/update (by id), /batch/read (by `idProperty` or id: the properties asked for; values no record holds are
@@ -65,7 +66,14 @@ from local import hubspot_spec
 
 LOOPBACK = "127.0.0.1"
 BATCH_LIMIT = 100
-TYPE_IDS = {"0-1": "contacts", "0-2": "companies", "0-3": "deals", "0-27": "tasks", "0-46": "notes"}
+TYPE_IDS = {
+    "0-1": "contacts",
+    "0-2": "companies",
+    "0-3": "deals",
+    "0-8": "line_items",
+    "0-27": "tasks",
+    "0-46": "notes",
+}
 # Default association type ids (HubSpot-defined), by (from, to).
 ASSOCIATION_TYPES = {
     ("deals", "contacts"): 3,
@@ -74,6 +82,8 @@ ASSOCIATION_TYPES = {
     ("companies", "contacts"): 280,
     ("deals", "companies"): 341,
     ("companies", "deals"): 342,
+    ("line_items", "deals"): 20,
+    ("deals", "line_items"): 19,
     ("notes", "contacts"): 202,
     ("contacts", "notes"): 201,
     ("notes", "deals"): 214,
@@ -106,12 +116,15 @@ def _standard_properties() -> dict[str, dict[str, dict[str, Any]]]:
         "tasks": ["hs_task_subject", "hs_task_body", "hs_task_priority", "hs_task_status", "hs_task_type",
                   "hs_timestamp"],
         "companies": ["name", "domain", "city", "country", "phone"],
+        "line_items": ["name", "hs_sku", "description", "hs_product_id", "hs_line_item_currency_code"],
     }  # fmt: skip
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for object_type, own in names.items():
         group = {"contacts": "contactinformation", "deals": "dealinformation"}.get(object_type, "")
         out[object_type] = {n: _prop(n, group=group) for n in [*common, *own]}
     out["deals"]["amount"] = _prop("amount", "number", "number", "dealinformation")
+    for name in ("quantity", "price", "amount"):
+        out["line_items"][name] = _prop(name, "number", "number")
     return out
 
 

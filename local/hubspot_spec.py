@@ -4,9 +4,9 @@ The specs (tests/fixtures/hubspot-openapi/, see SOURCE.txt there) cover contacts
 Paths are translated before validation:
 - the deals spec spells its paths with the object type id: /crm/v3/objects/deals/... is validated as
   /crm/v3/objects/0-3/... (and contacts' type id 0-1 as contacts);
-- other objects of HubSpot's generic objects API (notes, tasks, companies, ...) share its request and response
-  shapes, so /crm/v3/objects/notes/batch/create is validated as /crm/v3/objects/contacts/batch/create (a check of
-  the documented shape, as no spec of those objects is kept here);
+- other objects of HubSpot's generic objects API (notes, tasks, companies, line_items, ...) share its request and
+  response shapes, so /crm/v3/objects/notes/batch/create is validated as /crm/v3/objects/contacts/batch/create (a
+  check of the documented shape, as no spec of those objects is kept here);
 - paths the specs do not cover (e.g. /crm/v3/properties/...) are not validated (`covers` says so).
 The specs declare OAuth2 security only; requests here carry a private app's bearer token, which openapi-core
 cannot check against an OAuth2 scheme, so security is not validated.

@@ -32,7 +32,7 @@ def deps(settings: Settings, context: LambdaContext) -> FlusherDeps:
     writer = WriterDeps(
         state=StateStore(settings.state_table),
         crm=crm_for(settings, time_left=time_left),
-        mapping=load_mapping(settings.mapping),
+        mapping=load_mapping(settings.mapping, backend=settings.crm_backend),
     )
     return FlusherDeps(
         writer=writer,

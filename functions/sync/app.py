@@ -31,7 +31,7 @@ def reconcile(settings: Settings, context: LambdaContext, source: str, run_id: s
     deps = sync_deps(settings)
     remaining = context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
     reconcile_deps = ReconcileDeps(
-        sync=deps, crm=crm_for(settings), mapping=load_mapping(settings.mapping),
+        sync=deps, crm=crm_for(settings), mapping=load_mapping(settings.mapping, backend=settings.crm_backend),
         repair_crm=crm_queue_sender(settings), known_keys=state_keys(deps.state), deadline=Deadline(max(remaining, 1)),
     )  # fmt: skip
     return run(source, reconcile_deps, run_id=run_id, full=full)

@@ -12,7 +12,7 @@ from convert import app as convert_app
 from crm_writer import app as writer_app
 from crmsync.crm import hubspot_setup
 from crmsync.crm.backends import hubspot_crm
-from crmsync.mapping import load_mapping
+from crmsync.mapping import load_mapping, parse_mapping_text
 from crmsync.messages import DomainEvent
 from crmsync.settings import Settings
 from crmsync.store.state import StateStore
@@ -234,3 +234,67 @@ def test_a_contact_deleted_in_hubspot_is_upserted_again_when_a_deal_needs_it(por
     assert contact["email"] == "ada.lovelace@example.com"
     new_deal = next(i for i, d in records(portal, "deals").items() if d["crmsync_external_id"].endswith("568"))
     assert linked(portal, "deals", new_deal) == {"contacts": [contact_id]}
+
+
+def test_mapped_line_items_and_companies_land_in_hubspot_associated_and_spec_valid(portal, aws, shopify):
+    # Given a mapping with line_items and companies sections, its properties set up in the (strict, spec-validating)
+    # portal, and a Shopify order of two lines whose buyer works at "Babbage & Co", waiting in the CRM queue
+    from crmsync.mapping.fields import CONFIG_DIR
+
+    mapping = parse_mapping_text(
+        (CONFIG_DIR / "default.yaml").read_text() + MAPPED_SECTIONS, source="mapped.yaml", backend="hubspot"
+    )
+    settings = Settings.from_env()
+    crm = hubspot_crm(settings)
+    report = hubspot_setup.setup(crm, hubspot_setup.required_properties(mapping))
+    assert {"line_items.crmsync_external_id", "companies.crmsync_external_id"} <= set(report.created)
+    shopify({**ORDER, "billing_address": {**ORDER["billing_address"], "company": " Babbage &  Co"}}, writer=False)
+    events = [DomainEvent.model_validate(json.loads(m["Body"])["detail"]) for m in aws.receive_all(aws.crm_queue_url)]
+    portal.log.clear()
+    # When the writer writes them to HubSpot, twice (a redelivery)
+    deps = WriterDeps(StateStore(settings.state_table), crm, mapping)
+    write_events(events, deps)
+    write_events(events, deps)
+    # Then the two lines are two line items, upserted by crmsync_external_id, with their properties, on the deal
+    [deal_id] = records(portal, "deals")
+    lines = records(portal, "line_items")
+    shown = ("crmsync_external_id", "name", "quantity", "price", "hs_sku")
+    assert sorted(tuple(p[name] for name in shown) for p in lines.values()) == [
+        ("shopify:order:5678901234567:line:13579246801357", "Analytical Engine Desk Lamp", "1", "199.00", "AE-LAMP-BR"),
+        ("shopify:order:5678901234567:line:13579246801358", "Punch Card Gift Wrap", "1", "10.00", "GIFT-WRAP"),
+    ]  # fmt: skip
+    assert sorted(linked(portal, "deals", deal_id)["line_items"]) == sorted(lines)
+    # And the buyer's company is one company, associated with the contact
+    [(contact_id, _)] = records(portal, "contacts").items()
+    [(company_id, company)] = records(portal, "companies").items()
+    assert (company["name"], company["crmsync_external_id"]) == ("Babbage & Co", "company:babbage & co")
+    assert linked(portal, "contacts", contact_id)["companies"] == [company_id]
+    # And each write took one call per object type and per association (every request valid against the specs:
+    # line items and companies against the generic objects shape, as no spec of theirs is kept)
+    once = [
+        ("/crm/v3/objects/contacts/batch/upsert", 200, 1),
+        ("/crm/v3/objects/companies/batch/upsert", 200, 1),
+        ("/crm/v4/associations/contacts/companies/batch/associate/default", 200, 1),
+        ("/crm/v3/objects/deals/batch/upsert", 200, 1),
+        ("/crm/v4/associations/deals/contacts/batch/associate/default", 200, 1),
+        ("/crm/v3/objects/line_items/batch/upsert", 200, 2),
+        ("/crm/v4/associations/line_items/deals/batch/associate/default", 200, 2),
+    ]
+    assert [(e["path"], e["status"], e["inputs"]) for e in portal.log] == once + once
+
+
+MAPPED_SECTIONS = """
+line_items:
+  id_property: crmsync_external_id
+  properties:
+    name: name
+    quantity: quantity
+    price: price
+    hs_sku: sku
+    crmsync_external_id: external_id
+companies:
+  id_property: crmsync_external_id
+  properties:
+    name: name
+    crmsync_external_id: external_id
+"""

@@ -247,3 +247,34 @@ def test_a_second_order_of_a_known_buyer_reuses_the_salesforce_contact(aws, deli
     deal = next(d for d in fake.all("Opportunity") if d[EXT] == f"shopify:order:{second['id']}")
     [role] = fake.find("OpportunityContactRole", OpportunityId=deal["Id"])
     assert role["ContactId"] == contact["Id"]
+
+
+def test_a_companies_section_makes_one_account_per_company_and_sets_the_contacts_account(
+    aws, post, server, lambda_context,  # noqa: F811
+):  # fmt: skip
+    # Given the Salesforce mapping with a companies section (-> Account), and a WooCommerce order whose billing
+    # address names the buyer's company, converted into state
+    from crmsync.mapping import parse_mapping_text
+    from crmsync.mapping.fields import CONFIG_DIR
+
+    section = "companies:\n  id_property: Crmsync_External_Id__c\n  properties:\n    Name: name\n"
+    section += "    Crmsync_External_Id__c: external_id\n"
+    text = (CONFIG_DIR / "salesforce.yaml").read_text() + "\n" + section
+    mapping = parse_mapping_text(text, source="salesforce+companies.yaml", backend="salesforce")
+    fake = server.fake
+    order = json.loads(fixture("woocommerce", "order-partial-refund.json"))
+    order["billing"]["company"] = "Rivera Design"
+    body = json.dumps(order).encode()
+    assert post("woocommerce", body, woo_headers("order.updated", body))[0] == 200
+    convert_only(aws, lambda_context)
+    events = crm_events(aws)
+    # When the CRM writer writes the batch, twice
+    deps = WriterDeps(state=StateStore(aws.env["STATE_TABLE"]), crm=adapter(server.url, fake.token), mapping=mapping)
+    summary = write_events(events, deps)
+    write_events(events, WriterDeps(deps.state, adapter(server.url, fake.token), mapping))
+    # Then the company is one Account, found by its external id, and the Contact's AccountId is that Account
+    [account] = fake.all("Account")
+    assert (account["Name"], account[EXT]) == ("Rivera Design", "company:rivera design")
+    [contact] = fake.all("Contact")
+    assert contact["AccountId"] == account["Id"]
+    assert summary.companies == {"company:rivera design": account["Id"]}

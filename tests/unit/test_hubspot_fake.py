@@ -203,6 +203,26 @@ def test_setup_also_creates_crmsync_properties_a_mapping_adds():
     assert ("deals", "crmsync_source") in names
 
 
+def test_setup_creates_unique_external_ids_on_line_items_and_companies_only_when_they_are_mapped(fake, clock):
+    # Given the shipped mapping, and the same with line_items and companies sections
+    shipped = load_mapping("default")
+    section = shipped.deals.model_copy(
+        update={"properties": {"name": shipped.deals.properties["dealname"],
+                               "crmsync_external_id": shipped.deals.properties["crmsync_external_id"]}}
+    )  # fmt: skip
+    mapped = shipped.model_copy(update={"line_items": section, "companies": section})
+    # Then the shipped mapping wants nothing on either object
+    assert {p.object_type for p in required_properties(shipped)} == {"contacts", "deals"}
+    # When the setup runs for the mapping with the sections
+    report = setup(hubspot(FakeHubSpotTransport(fake), clock), required_properties(mapped))
+    # Then crmsync_external_id is created, unique, on line items and companies, in their HubSpot property groups
+    assert {"line_items.crmsync_external_id", "companies.crmsync_external_id"} <= set(report.created)
+    assert report.problems == []
+    for object_type, group in (("line_items", "lineiteminformation"), ("companies", "companyinformation")):
+        created = fake.properties[object_type]["crmsync_external_id"]
+        assert (created["hasUniqueValue"], created["groupName"]) == (True, group)
+
+
 # --- choosing the backend -----------------------------------------------------------------------------------------
 def test_crm_backend_chooses_the_adapter():
     assert isinstance(crm_for(Settings(crm_backend="local", crm_local_table="t")), LocalCrm)

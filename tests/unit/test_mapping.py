@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from crmsync.mapping import load_mapping
-from crmsync.mapping.fields import Mapping, MappingError, parse_mapping_text
+from crmsync.mapping.fields import CONFIG_DIR, Mapping, MappingError, parse_mapping_text
 
 CONTACT_VIEW = {
     "id": "cus_1",
@@ -267,3 +267,74 @@ def test_rule_properties_mistakes_are_named_by_line_and_field(tmp_path, section,
     with pytest.raises(MappingError) as refused:
         load_mapping.__wrapped__("mine", tmp_path)
     assert str(refused.value).startswith(f"{tmp_path / 'mine.yaml'}:{expected}")
+
+
+# --- opt-in sections: line_items and companies ---------------------------------------------------------------------
+SECTION = (
+    "{}:\n  id_property: crmsync_external_id\n  properties:\n    name: name\n    crmsync_external_id: external_id\n"
+)
+LINE_ITEMS, COMPANIES = SECTION.format("line_items"), SECTION.format("companies")
+
+
+def test_the_shipped_mappings_have_no_line_items_or_companies_so_nothing_more_is_written():
+    for name in ("default", "salesforce"):
+        mapping = load_mapping(name)
+        assert (mapping.line_items, mapping.companies) == (None, None)
+
+
+def test_line_items_and_companies_sections_map_their_views_as_any_object_does(tmp_path):
+    # Given a mapping with both sections, When it is loaded (for HubSpot)
+    mapping = parse_mapping_text(MAPPING + LINE_ITEMS + COMPANIES, source="mine.yaml", backend="hubspot")
+    # Then each maps its view by the same rules
+    assert mapping.line_items is not None
+    assert mapping.companies is not None
+    assert mapping.line_items.apply({"name": "Lamp", "external_id": "shopify:order:1:line:9"}) == {
+        "name": "Lamp", "crmsync_external_id": "shopify:order:1:line:9",
+    }  # fmt: skip
+    assert mapping.companies.id_property == "crmsync_external_id"
+
+
+@pytest.mark.parametrize(
+    ("section", "old", "new", "expected"),
+    [
+        (LINE_ITEMS, "    name: name", "    name: {path: name, transform: shout}",
+         "line_items.properties.name.transform: unknown transform 'shout'"),
+        (LINE_ITEMS, "  id_property: crmsync_external_id", "  id_property: hs_sku",
+         "line_items.id_property: 'hs_sku' is not one of this object's properties"),
+        (COMPANIES, "    name: name", "    name: {paht: name}",
+         "companies.properties.name.paht: unknown key 'paht'; expected one of: path, value, transform, values"),
+        (COMPANIES, "  id_property: crmsync_external_id\n", "",
+         "companies.id_property: Field required"),
+    ],
+    ids=["line-items-transform", "line-items-id-property", "companies-unknown-key", "companies-no-id-property"],
+)  # fmt: skip
+def test_mistakes_in_the_new_sections_are_named_by_file_line_and_field(section, old, new, expected):
+    # Given a mapping file whose line_items or companies section has one mistake
+    text = MAPPING + section.replace(old, new, 1)
+    wrong = next((n for n, line in enumerate(text.splitlines(), 1) if new and line == new), None)
+    # When it is loaded, Then the problem names the file, the line and the field
+    with pytest.raises(MappingError) as refused:
+        parse_mapping_text(text, source="mine.yaml")
+    [problem] = refused.value.problems
+    line = wrong if wrong is not None else len(MAPPING.splitlines()) + 1  # the section's own line
+    assert str(problem).startswith(f"mine.yaml:{line}: {expected}")
+
+
+def test_a_line_items_section_in_a_salesforce_mapping_is_refused_at_load_saying_why(tmp_path):
+    # Given the shipped Salesforce mapping with a line_items section added
+    shipped = (CONFIG_DIR / "salesforce.yaml").read_text()
+    (tmp_path / "sf.yaml").write_text(shipped + "\n" + LINE_ITEMS.replace("crmsync_external_id", "Crmsync_Id__c"))
+    line = len(shipped.splitlines()) + 2
+    # When it is loaded for CRM_BACKEND=salesforce
+    with pytest.raises(MappingError) as refused:
+        load_mapping.__wrapped__("sf", tmp_path, backend="salesforce")
+    # Then the load fails on the section's line, saying why (Product2 and PricebookEntry), and nothing else is wrong
+    [problem] = refused.value.problems
+    assert str(problem).startswith(f"{tmp_path / 'sf.yaml'}:{line}: line_items: Salesforce line items are ")
+    assert "Product2" in problem.reason
+    assert "PricebookEntry" in problem.reason
+    # And the same file loads for HubSpot (or with no backend named), and a companies section is fine for Salesforce
+    assert load_mapping.__wrapped__("sf", tmp_path, backend="hubspot").line_items is not None
+    sf_companies = shipped + "\n" + COMPANIES.replace("crmsync_external_id", "Crmsync_External_Id__c")
+    (tmp_path / "sfc.yaml").write_text(sf_companies)
+    assert load_mapping.__wrapped__("sfc", tmp_path, backend="salesforce").companies is not None

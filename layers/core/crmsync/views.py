@@ -28,6 +28,16 @@ def customer_view(customer_id: str, items: list[StoredItem]) -> dict[str, Any]:
     return view
 
 
+def company_view(contact: dict[str, Any]) -> dict[str, Any] | None:
+    """The company of a contact view: its address's company name (None when it has none), as `name`, with the
+    contact's address, and external id `company:<name lower-cased, blanks folded>` so one name is one company."""
+    address = contact.get("address") if isinstance(contact.get("address"), dict) else {}
+    name = " ".join(str((address or {}).get("company") or "").split())
+    if not name:
+        return None
+    return {"name": name, "external_id": f"company:{name.casefold()}", "address": address}
+
+
 def order_view(data: dict[str, Any], customer_id: str | None) -> dict[str, Any]:
     total = Money.model_validate(data["total"])
     refunded = Money.model_validate(data["refunded"]) if data.get("refunded") else None
@@ -44,6 +54,33 @@ def order_view(data: dict[str, Any], customer_id: str | None) -> dict[str, Any]:
         "refunded_amount": refunded.formatted() if refunded else None,
         "closed_at": closed_at,
     }
+
+
+def line_item_views(deal: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An order view's lines (models/order.py LineItem), each as a view of its own: the line's fields, `name` (its
+    title), `price` (the unit price, money-formatted), `discount` (the line's total discount, money-formatted),
+    `currency`, and `external_id` `<order external id>:line:<line source id>` (its position in the order when the
+    source gives the line no id, or gives two lines one id). No line total: a source's unit price may be rounded
+    (3 for 10.00 is 3.33 each), so price x quantity is left to the CRM. A payment view has no lines: none."""
+    lines = [line for line in deal.get("line_items") or () if isinstance(line, dict)]
+    ids = [str(line.get("source_id") or "") for line in lines]
+    views: dict[str, dict[str, Any]] = {}
+    for index, (line, source_id) in enumerate(zip(lines, ids, strict=True)):
+        suffix = source_id if source_id and ids.count(source_id) == 1 else str(index)
+        external_id = f"{deal['external_id']}:line:{suffix}"
+        price = Money.model_validate(line["unit_price"]) if line.get("unit_price") else None
+        discount = Money.model_validate(line["total_discount"]) if line.get("total_discount") else None
+        views[external_id] = {
+            **line,
+            "external_id": external_id,
+            "deal_external_id": deal["external_id"],
+            "position": index,
+            "name": line.get("title"),
+            "price": price.formatted() if price else None,
+            "discount": discount.formatted() if discount else None,
+            "currency": price.currency if price else None,
+        }
+    return views
 
 
 def payment_view(data: dict[str, Any], customer_id: str | None) -> dict[str, Any]:

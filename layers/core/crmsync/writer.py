@@ -26,7 +26,15 @@ from crmsync.links import payment_links
 from crmsync.models import Payment
 from crmsync.observability import logger
 from crmsync.store.errors import ConditionFailed
-from crmsync.views import customer_view, deal_target, note_view, order_view, payment_view
+from crmsync.views import (
+    company_view,
+    customer_view,
+    deal_target,
+    line_item_views,
+    note_view,
+    order_view,
+    payment_view,
+)
 
 if TYPE_CHECKING:
     from crmsync.mapping import Mapping, ObjectMapping
@@ -59,6 +67,9 @@ class WriteSummary:
     reused: dict[str, str] = field(default_factory=dict)
     deals: dict[str, str] = field(default_factory=dict)  # order / payment external id -> CRM deal id
     notes: dict[str, str] = field(default_factory=dict)  # refund / dispute external id -> CRM note id
+    # Only with the mapping's opt-in `line_items:` / `companies:` sections:
+    line_items: dict[str, str] = field(default_factory=dict)  # line external id -> CRM line item id
+    companies: dict[str, str] = field(default_factory=dict)  # company external id -> CRM company id
     associations: int = 0
     skipped: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)  # records the match policy left as they were (create_only)
@@ -243,11 +254,17 @@ def write_events(events: Sequence[Touched], deps: WriterDeps) -> WriteSummary:
         [(summary.deals[key], view.get("customer_id")) for key, view in batch.deals.items() if key in summary.deals],
         summary,
     )
+    _write_line_items(batch, deps, summary)
     _write_notes(batch, deps, summary)
+    opted: dict[str, object] = {}  # the opt-in objects, only when mapped
+    if deps.mapping.line_items is not None:
+        opted["line_items"] = len(summary.line_items)
+    if deps.mapping.companies is not None:
+        opted["companies"] = len(summary.companies)
     logger.info(
         "crm written", contacts=len(summary.contacts), contacts_unchanged=len(summary.reused),
         deals=len(summary.deals), notes=len(summary.notes), associations=summary.associations,
-        skipped=len(summary.skipped),
+        skipped=len(summary.skipped), extra=opted,
     )  # fmt: skip
     return summary
 
@@ -259,6 +276,8 @@ def _write_contacts(deps: WriterDeps, batch: _Batch, known: dict[str, set[str]],
     written = _upsert_all(deps, "contacts", deps.mapping.contacts, views, summary)
     summary.contacts.update(written)
     _merge_contacts(known, written, deps)
+    # Before the contacts' versions are recorded: should the companies fail, the retry sends the contacts again.
+    _write_companies(deps, batch, written, summary)
     # Recorded only once the merges are done: a retry after a failed merge still knows the contact to fold in. A
     # contact the match policy left unchanged shows no version of ours: its id is recorded without one.
     for cid, contact in written.items():
@@ -268,6 +287,58 @@ def _write_contacts(deps: WriterDeps, batch: _Batch, known: dict[str, set[str]],
         deps.state.forget_crm_ids(f"CUSTOMER#{merged}", deps.crm.name)
     contact_pks = {cid: f"CUSTOMER#{cid}" for cid in views}
     _record_lineage(deps, batch, "contact", written, contact_pks, summary.unchanged)
+
+
+def _write_companies(deps: WriterDeps, batch: _Batch, written: dict[str, str], summary: WriteSummary) -> None:
+    """With a `companies:` mapping: the company of each contact just written (its address's company name), one CRM
+    company per normalised name (upserted by its external id, `company:<name>`), and the contact associated with it
+    (HubSpot: v4 default association; Salesforce: the Contact's AccountId). A contact not sent again was associated
+    when it was last written."""
+    mapping = deps.mapping.companies
+    if mapping is None or not written:
+        return
+    views: dict[str, dict[str, Any]] = {}
+    company_of: dict[str, str] = {}
+    for cid in written:
+        view = company_view(batch.views[cid])
+        if view is not None:
+            views.setdefault(view["external_id"], view)
+            company_of[cid] = view["external_id"]
+    if not views:
+        return
+    companies = _upsert_all(deps, "companies", mapping, views, summary)
+    summary.companies.update(companies)
+    pairs = [
+        Association(contact, companies[company_of[cid]])
+        for cid, contact in written.items()
+        if cid in company_of and company_of[cid] in companies
+    ]
+    if pairs:
+        deps.crm.associate("contacts", "companies", pairs)
+        summary.associations += len(pairs)
+
+
+def _write_line_items(batch: _Batch, deps: WriterDeps, summary: WriteSummary) -> None:
+    """With a `line_items:` mapping: one CRM line item per line of each order written (payments have none),
+    upserted by its external id (`<order external id>:line:<line id>`), and associated with its deal."""
+    mapping = deps.mapping.line_items
+    if mapping is None:
+        return
+    views: dict[str, dict[str, Any]] = {}
+    deal_of: dict[str, str] = {}
+    for key, deal in batch.deals.items():
+        if key not in summary.deals or not batch.deal_pk.get(key, "").startswith("ORDER#"):
+            continue
+        for external_id, view in line_item_views(deal).items():
+            views[external_id] = view
+            deal_of[external_id] = key
+    if not views:
+        return
+    summary.line_items = _upsert_all(deps, "line_items", mapping, views, summary)
+    pairs = [Association(item, summary.deals[deal_of[key]]) for key, item in summary.line_items.items()]
+    if pairs:
+        deps.crm.associate("line_items", "deals", pairs)
+        summary.associations += len(pairs)
 
 
 def _associate_contacts(

@@ -31,7 +31,7 @@ from crmsync.store.state import StateStore
 from crmsync.sync.errors import NotConfigured as SourceNotConfigured
 from crmsync.sync.errors import NotSupported as SyncRefused
 
-LOCAL_CRM_TYPES = ("contacts", "deals", "tasks", "notes")
+LOCAL_CRM_TYPES = ("contacts", "deals", "tasks", "notes", "line_items", "companies")
 RESERVE_SECONDS = 3.0  # of the function's remaining time, kept for answering after a bounded operation
 
 

@@ -4,7 +4,9 @@ HubSpot portal, idempotently (run it again any time: what exists is left alone).
 - contacts and deals `crmsync_external_id`: text, unique (`hasUniqueValue`), the id deals are upserted by
   (and contacts without an e-mail);
 - deals `crmsync_payment_status` (text) and `crmsync_refunded_amount` (number);
-- any other `crmsync_*` property the mapping (CRMSYNC_MAPPING) writes on contacts or deals: text.
+- any other `crmsync_*` property the mapping (CRMSYNC_MAPPING) writes on contacts or deals: text;
+- with the mapping's opt-in `line_items:` / `companies:` sections: that object's `crmsync_external_id` (text,
+  unique: line items and companies are upserted by it) and its other `crmsync_*` properties (text).
 
 It reads the portal's properties first (`GET /crm/v3/properties/{type}`; this is not the write path) and creates
 only the missing ones in one `POST /crm/v3/properties/{type}/batch/create` per object type. A property that exists
@@ -30,7 +32,14 @@ if TYPE_CHECKING:
     from crmsync.mapping import Mapping
 
 SCOPES = "crm.objects.contacts.write, crm.objects.deals.write, crm.schemas.contacts.write, crm.schemas.deals.write"
-GROUPS = {"contacts": "contactinformation", "deals": "dealinformation"}
+# With line items or companies mapped, also crm.objects.line_items.write / crm.objects.companies.write and
+# crm.schemas.line_items.write / crm.schemas.companies.write.
+GROUPS = {
+    "contacts": "contactinformation",
+    "deals": "dealinformation",
+    "line_items": "lineiteminformation",
+    "companies": "companyinformation",
+}
 
 
 @dataclass(frozen=True)
@@ -65,13 +74,28 @@ REQUIRED = (
     PropertySpec("deals", "crmsync_refunded_amount", "crmsync refunded amount", "number", "number",
                  description="The amount refunded so far, in the deal's currency."),
 )  # fmt: skip
+# Only when the mapping has the object's (opt-in) section.
+OPTIONAL = (
+    PropertySpec("line_items", "crmsync_external_id", "crmsync external id", unique=True,
+                 description="crmsync's id of the order line (<order external id>:line:<line id>)."),
+    PropertySpec("companies", "crmsync_external_id", "crmsync external id", unique=True,
+                 description="crmsync's id of the company (company:<name>)."),
+)  # fmt: skip
 
 
 def required_properties(mapping: Mapping | None = None) -> list[PropertySpec]:
-    """REQUIRED, plus every other crmsync_* property the mapping writes on contacts or deals (as text)."""
+    """REQUIRED, plus every other crmsync_* property the mapping writes on contacts or deals (as text); with line
+    items or companies mapped, their OPTIONAL id property and crmsync_* properties too."""
     wanted = list(REQUIRED)
     if mapping is not None:
-        for object_type, rules in (("contacts", mapping.contacts), ("deals", mapping.deals)):
+        objects = (
+            ("contacts", mapping.contacts), ("deals", mapping.deals),
+            ("line_items", mapping.line_items), ("companies", mapping.companies),
+        )  # fmt: skip
+        for object_type, rules in objects:
+            if rules is None:
+                continue
+            wanted.extend(p for p in OPTIONAL if p.object_type == object_type)
             for name in rules.properties:
                 if name.startswith("crmsync_") and not any(
                     p.object_type == object_type and p.name == name for p in wanted

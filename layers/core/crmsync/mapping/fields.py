@@ -39,7 +39,17 @@ RULE_PROPERTY = re.compile(r"^[a-z][a-z0-9_]{0,99}$")  # as rule files name prop
 VIEW_PATH = re.compile(r"^[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*$")
 TEMPLATE_FIELD = re.compile(r"\{([a-z_]+)\}")
 TEMPLATE_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-TOP_LEVEL = ("contacts", "deals", "notes", "templates", "rule_properties")
+TOP_LEVEL = ("contacts", "deals", "notes", "templates", "rule_properties", "line_items", "companies")
+# Sections a backend cannot write, and why (a load-time error naming the file and line, never a failed write).
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "salesforce": {
+        "line_items": (
+            "Salesforce line items are OpportunityLineItems, which need a Product2 and a PricebookEntry (in a price "
+            "book) for every product; crmsync does not create or find those, so it cannot write line items to "
+            "Salesforce: remove this section"
+        ),
+    },
+}
 RuleObject = Literal["contacts", "deals", "tasks", "notes"]
 
 
@@ -283,6 +293,9 @@ class Mapping(BaseModel):
     notes: ObjectMapping | None = None
     templates: Templates = Field(default_factory=Templates)
     rule_properties: RuleProperties | None = None
+    # Opt-in: without these sections no line item or company is written (and no call made for them).
+    line_items: ObjectMapping | None = None
+    companies: ObjectMapping | None = None
     _source: str = PrivateAttr(default="mapping")
 
     @property
@@ -324,8 +337,9 @@ class Mapping(BaseModel):
         return out
 
     @classmethod
-    def parse(cls, raw: Any, *, source: str, lines: Lines | None = None) -> Mapping:
-        """Validate a parsed mapping file; MappingError naming every problem (with its line when `lines` has it)."""
+    def parse(cls, raw: Any, *, source: str, lines: Lines | None = None, backend: str | None = None) -> Mapping:
+        """Validate a parsed mapping file; MappingError naming every problem (with its line when `lines` has it).
+        `backend` (CRM_BACKEND): sections that backend cannot write (UNSUPPORTED) are problems too."""
         lines = lines or {}
         if not isinstance(raw, dict):
             raise MappingError(
@@ -335,6 +349,11 @@ class Mapping(BaseModel):
             Problem(source, _line(lines, (str(k),)), str(k), f"unknown object {k!r}; known: {', '.join(TOP_LEVEL)}")
             for k in raw
             if k not in TOP_LEVEL
+        ]
+        unknown += [
+            Problem(source, _line(lines, (str(k),)), str(k), reason)
+            for k, reason in UNSUPPORTED.get(backend or "", {}).items()
+            if k in raw
         ]
         try:
             mapping = cls.model_validate(
@@ -457,7 +476,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 # --- loading ------------------------------------------------------------------------------------------------------
-def parse_mapping_text(text: str, *, source: str) -> Mapping:
+def parse_mapping_text(text: str, *, source: str, backend: str | None = None) -> Mapping:
     """Parse and validate a mapping file's text (MappingError: `source:line: field: reason` per problem)."""
     try:
         raw, lines = compose(text)
@@ -466,12 +485,13 @@ def parse_mapping_text(text: str, *, source: str) -> Mapping:
         detail = getattr(exc, "problem", None) or exc.__class__.__name__
         line = mark.line + 1 if mark is not None else None
         raise MappingError(problems=(Problem(source, line, "", f"not valid YAML ({detail})"),)) from exc
-    return Mapping.parse(raw, source=source, lines=lines)
+    return Mapping.parse(raw, source=source, lines=lines, backend=backend)
 
 
 @functools.cache
-def load_mapping(name: str = "default", directory: Path = CONFIG_DIR) -> Mapping:
-    """Load and validate config/mappings/<name>.yaml once per container."""
+def load_mapping(name: str = "default", directory: Path = CONFIG_DIR, backend: str | None = None) -> Mapping:
+    """Load and validate config/mappings/<name>.yaml once per container; `backend` (CRM_BACKEND) also refuses the
+    sections that backend cannot write."""
     if not NAME.match(name):
         raise MappingError(f"mapping name {name!r} must be lower-case letters, digits, '-' or '_'")
     path = directory / f"{name}.yaml"
@@ -479,4 +499,4 @@ def load_mapping(name: str = "default", directory: Path = CONFIG_DIR) -> Mapping
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise MappingError(f"{path}: no such mapping file in {directory}") from exc
-    return parse_mapping_text(text, source=str(path))
+    return parse_mapping_text(text, source=str(path), backend=backend)

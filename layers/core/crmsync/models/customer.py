@@ -47,6 +47,7 @@ class AddressFields(TypedDict, total=False):
     region: str | None
     postal_code: str | None
     country: str | None
+    company: str | None
 
 
 class Address(BaseModel):
@@ -58,6 +59,7 @@ class Address(BaseModel):
     region: str | None = None
     postal_code: str | None = None
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None  # ISO 3166-1 alpha-2
+    company: str | None = None  # the company name the address names (Shopify's and WooCommerce's `company`)
 
     @field_validator("country", mode="before")
     @classmethod

@@ -97,6 +97,7 @@ class ShopifyAddress(TypedDict, total=False):
     zip: str | None
     country_code: str | None
     phone: str | None
+    company: str | None
 
 
 class ShopifyMarketingConsent(TypedDict, total=False):
@@ -583,6 +584,7 @@ def _address(address: ShopifyAddress) -> AddressFields:
         "country": (
             country.upper() if country and len(country) == 2 and country.isascii() and country.isalpha() else None
         ),
+        "company": _clean(address.get("company")),
     }
 
 

@@ -130,6 +130,7 @@ class WooAddress(TypedDict, total=False):
     country: str | None
     email: str | None  # billing only
     phone: str | None
+    company: str | None
 
 
 class WooLineItem(_Payload):
@@ -406,6 +407,7 @@ def _address(address: WooAddress, country: str | None) -> AddressFields | None:
         "region": region,
         "postal_code": postal_code,
         "country": country,
+        "company": _clean(address.get("company")),
     }
 
 
