@@ -300,19 +300,32 @@ class HubSpotCrm:
         errors: list[RecordError],
     ) -> None:
         traces = [str(n) for n in range(len(chunk))]
-        body = {
-            "inputs": [
-                {
-                    "idProperty": item.id_property,
-                    "id": item.id_value,
-                    "properties": item.properties,
-                    "objectWriteTraceId": t,
-                }
-                for item, t in zip(chunk, traces, strict=True)
-            ]
-        }
+        inputs = [
+            {"idProperty": item.id_property, "id": item.id_value, "properties": item.properties,
+             "objectWriteTraceId": t}
+            for item, t in zip(chunk, traces, strict=True)
+        ]  # fmt: skip
+        self._send_traced(object_type, "upsert", inputs, chunk, traces, results, errors, created=None)
+
+    def _send_traced(
+        self,
+        object_type: str,
+        action: str,
+        inputs: list[dict[str, Any]],
+        chunk: list[UpsertInput],
+        traces: list[str],
+        results: dict[tuple[str, str], UpsertResult],
+        errors: list[RecordError],
+        *,
+        created: bool | None,
+    ) -> None:
+        """POST batch/<action> of inputs carrying objectWriteTraceId; each result matched back to its input by trace
+        (`created`: what the result says, or None to read HubSpot's `new`), every other input's error recorded."""
         answer = self._send(
-            "POST", f"/crm/v3/objects/{object_type}/batch/upsert", body, operation=f"upsert {object_type}"
+            "POST",
+            f"/crm/v3/objects/{object_type}/batch/{action}",
+            {"inputs": inputs},
+            operation=f"{action} {object_type}",
         )
         keys = [item.id_value for item in chunk]
         if answer.status not in (200, 201, 207):
@@ -323,7 +336,8 @@ class HubSpotCrm:
         for n, item in enumerate(chunk):
             if n in matched:
                 found = matched[n]
-                results[_key(item)] = UpsertResult(id=str(found["id"]), created=bool(found.get("new", False)))
+                new = bool(found.get("new", False)) if created is None else created
+                results[_key(item)] = UpsertResult(id=str(found["id"]), created=new)
         missing = [item.id_value for n, item in enumerate(chunk) if n not in matched]
         errors.extend(_batch_errors(payload, missing, answer.status, traces=dict(zip(traces, keys, strict=True))))
 
@@ -417,20 +431,7 @@ class HubSpotCrm:
              "objectWriteTraceId": trace}
             for item, trace in zip(chunk, traces, strict=True)
         ]  # fmt: skip
-        answer = self._send(
-            "POST", f"/crm/v3/objects/{object_type}/batch/create", {"inputs": inputs}, operation=f"create {object_type}"
-        )
-        keys = [item.id_value for item in chunk]
-        if answer.status not in (200, 201, 207):
-            errors.extend(_whole_call_errors(answer, keys))
-            return
-        payload = answer.json() or {}
-        matched = _match_results(payload.get("results") or [], chunk, traces)
-        for n, item in enumerate(chunk):
-            if n in matched:
-                results[_key(item)] = UpsertResult(id=str(matched[n]["id"]), created=True)
-        missing = [item.id_value for n, item in enumerate(chunk) if n not in matched]
-        errors.extend(_batch_errors(payload, missing, answer.status, traces=dict(zip(traces, keys, strict=True))))
+        self._send_traced(object_type, "create", inputs, chunk, traces, results, errors, created=True)
 
     def _update_keyed(
         self,
