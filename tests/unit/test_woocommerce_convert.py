@@ -7,15 +7,24 @@ with one field changed (status tables), and what conversion refuses.
 """
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from crmsync.messages import DetailType
 from crmsync.models import Address, Customer, LineItem, Money, Order, OrderStatus, Refund, RefundStatus
 from crmsync.sources.base import Converted, Notice, UnsupportedTopic
-from crmsync.sources.woocommerce import WooCommerceWebhooks, WooOrder, WooRefundRef, order_to_canonical, parse_order
+from crmsync.sources.woocommerce import (
+    WooCommerceWebhooks,
+    WooOrder,
+    WooRefundRef,
+    _divide_half_even,
+    order_to_canonical,
+    parse_order,
+)
 from tests.unit.conversion import assert_same_conversion, fixture_body, shown, usd, utc
 
 RECEIPT = "woocommerce:https://example.com/:order:727:2017-03-22T19:28:08"
@@ -1180,7 +1189,7 @@ def sample() -> WooOrder:
 
 
 PAID_AT = datetime(2017, 3, 22, 19, 28, 8, tzinfo=UTC)
-ONE_REFUND = (WooRefundRef(id=1, reason=None, total=Decimal("-1.00")),)
+ONE_REFUND = (WooRefundRef(id=1, reason=None, total="-1.00"),)
 
 
 @pytest.mark.parametrize(
@@ -1242,12 +1251,74 @@ def test_json_numbers_are_read_exactly() -> None:
 
     # Then every digit is kept: no binary float rounds 0.3 or the 23-digit number
     assert order.total == Decimal("0.3")
-    assert order.line_items[0].subtotal == Decimal("0.1")
-    assert order.line_items[0].total == Decimal("12.345678901234567890123")
+    assert order.line_items[0]["subtotal"] == Decimal("0.1")
+    assert order.line_items[0]["total"] == Decimal("12.345678901234567890123")
     assert order.date_modified_gmt == utc(2024, 1, 1)
     # And an amount with more digits than the currency has is refused rather than rounded
     with pytest.raises(ValueError, match="more decimals than USD allows"):
         order_to_canonical(order, receipt_id="r")
+
+
+# ---- amounts: exact minor units from core's decimal strings ------------------------------------------------------
+
+
+def order_body(total: str = '"1.00"', lines: str = "[]", currency: str = "USD") -> bytes:
+    """A minimal order body with the given raw JSON for its total and line_items."""
+    return (
+        f'{{"id": 1, "status": "pending", "currency": "{currency}", "total": {total},'
+        f' "date_modified_gmt": "2024-01-01T00:00:00", "line_items": {lines}}}'
+    ).encode()
+
+
+def line(subtotal: str, total: str, quantity: int = 1) -> str:
+    return f'{{"id": 2, "name": "x", "quantity": {quantity}, "subtotal": "{subtotal}", "total": "{total}"}}'
+
+
+@pytest.mark.parametrize(
+    ("text", "units"),
+    [("29.35", 2935), (" 2.00 ", 200), ("+1.00", 100), (".5", 50), ("5.", 500), ("7", 700), ("1e3", 100000)],
+)
+def test_decimal_text_of_any_plain_shape_is_read_exactly(text: str, units: int) -> None:
+    # Given an order total written as decimal text / When converted / Then it is exactly that many cents
+    _, order, _ = order_to_canonical(parse_order(order_body(total=f'"{text}"')), receipt_id="r")
+    assert order.total == usd(units)
+
+
+@pytest.mark.parametrize("text", ["1,00", "1_000", "\u0661\u0662", "", "NaN", "1.0.0", "0x10"])
+def test_amount_text_that_is_not_a_decimal_is_refused_naming_the_field(text: str) -> None:
+    # Given a total PHP would never write (a comma, an underscore, Arabic-Indic digits, nothing, NaN, ...)
+    # When parsed / Then pydantic says which field does not fit, before anything is converted
+    with pytest.raises(ValidationError, match=r"(?s)^1 validation error for WooOrder\ntotal\n"):
+        parse_order(order_body(total=f'"{text}"'))
+
+
+def test_store_decimals_beyond_the_currency_stay_exact_until_the_totals() -> None:
+    # Given a USD store set to 3 price decimals: two lines at 1.125 and 2.375, whose subtotal is 3.500
+    body = order_body(total='"3.50"', lines=f"[{line('1.125', '1.125')}, {line('2.375', '2.375')}]")
+
+    # When converted
+    _, order, _ = order_to_canonical(parse_order(body), receipt_id="r")
+
+    # Then the subtotal is exact, and each unit price is rounded half-even to the cent (112.5 -> 112, 237.5 -> 238)
+    assert order.subtotal == usd(350)
+    assert [item.unit_price for item in order.line_items] == [usd(112), usd(238)]
+    assert [item.total_discount for item in order.line_items] == [usd(0), usd(0)]
+
+
+def test_a_fraction_of_a_cent_the_order_must_hold_is_refused() -> None:
+    # Given one line at 1.125 USD: the order's subtotal would be 112.5 cents / When converted / Then it is refused
+    with pytest.raises(ValueError, match=r"Decimal\('1.125'\) has more decimals than USD allows"):
+        order_to_canonical(parse_order(order_body(lines=f"[{line('1.125', '1.125')}]")), receipt_id="r")
+
+
+@given(units=st.integers(-(10**20), 10**20), quantity=st.integers(1, 10**6), sub_unit=st.booleans())
+@settings(derandomize=True, database=None, max_examples=500)
+def test_unit_price_rounds_half_even_like_decimal(units: int, quantity: int, sub_unit: bool) -> None:
+    # Given a line subtotal in minor units (an int, or an exact Decimal with a tenth of a unit) and a quantity
+    subtotal = Decimal(units).scaleb(-1) if sub_unit else units
+    # When divided for the unit price / Then it is what Decimal's own half-even quantize gives
+    expected = (Decimal(subtotal) / quantity).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    assert _divide_half_even(subtotal, quantity) == expected
 
 
 @pytest.mark.parametrize(

@@ -20,23 +20,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any, NoReturn, TypedDict
+from typing import Annotated, Any, NoReturn, NotRequired, TypedDict
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
+    GetPydanticSchema,
     StringConstraints,
     ValidationError,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import core_schema
 
 from crmsync.messages import DetailType
 from crmsync.models import (
     AddressFields,
     Customer,
+    LineItemFields,
     Money,
     MoneyFields,
     Order,
@@ -100,17 +101,30 @@ def _as_utc(value: datetime) -> datetime:
 GmtDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$")]
 
-
-def _exact_number(value: object) -> object:
-    # pydantic-core reads a JSON number as a binary float before Decimal sees it (12.345678901234567890123 would come
-    # back as 12.345678901234567); such a body is parsed again exactly, see _parse.
-    if isinstance(value, float):
-        raise PydanticCustomError("inexact_number", "a JSON number must be read exactly")
-    return value
-
-
-# Decimal strings ("29.35"), which is what core sends, or JSON numbers, read exactly; no float is ever involved.
-Amount = Annotated[Decimal, BeforeValidator(_exact_number)]
+# An amount as core sends it, a plain decimal string ("29.35", refunds "-10.00"), kept as the string: minor_units
+# reads it exactly without a Decimal, and pydantic-core checks its shape without a Python call. A JSON number (some
+# plugins send them) does not fit the JSON side, because pydantic-core would read it as a binary float
+# (12.345678901234567890123 would come back as 12.345678901234567): such a body is read again with
+# json.loads(parse_float=Decimal), whose exact Decimals (and ints) the Python side takes (see _parse). No float is
+# ever involved.
+_DECIMAL_TEXT = core_schema.str_schema(
+    strict=True, pattern=r"^\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$"
+)
+Amount = Annotated[
+    str | int | Decimal,
+    GetPydanticSchema(
+        lambda _type, _handler: core_schema.json_or_python_schema(
+            json_schema=_DECIMAL_TEXT,
+            python_schema=core_schema.union_schema(
+                [
+                    _DECIMAL_TEXT,
+                    core_schema.int_schema(strict=True),
+                    core_schema.decimal_schema(strict=True, allow_inf_nan=False),
+                ]
+            ),
+        )
+    ),
+]
 
 
 class _Payload(BaseModel):
@@ -118,8 +132,9 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+# TypedDicts, not models, for what a payload holds several of: pydantic-core builds a dict for a fraction of a
+# model's cost (extra keys ignored).
 class WooAddress(TypedDict, total=False):
-    # A TypedDict, not a model: pydantic-core builds a dict for a fraction of a model's cost (extra keys ignored).
     first_name: str | None
     last_name: str | None
     address_1: str | None
@@ -133,18 +148,18 @@ class WooAddress(TypedDict, total=False):
     company: str | None
 
 
-class WooLineItem(_Payload):
+class WooLineItem(TypedDict):
     id: int
     name: str
-    sku: str | None = None
+    sku: NotRequired[str | None]
     quantity: int
     subtotal: Amount  # before discounts, excluding tax
     total: Amount  # after discounts, excluding tax
 
 
-class WooRefundRef(_Payload):
+class WooRefundRef(TypedDict):
     id: int
-    reason: str | None = None
+    reason: NotRequired[str | None]
     total: Amount  # negative: "-10.00"
 
 
@@ -198,8 +213,9 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number")
 
 
-# Bodies the fast parser cannot read exactly: a JSON number where an amount is expected, or not strict JSON.
-_PARSE_EXACTLY = frozenset({"inexact_number", "json_invalid"})
+# Bodies the fast parser cannot read exactly: a JSON number where an amount is expected (or where any string is),
+# or not strict JSON.
+_PARSE_EXACTLY = frozenset({"string_type", "json_invalid"})
 
 
 def _parse[PayloadT: _Payload](model: type[PayloadT], body: bytes) -> PayloadT:
@@ -242,7 +258,7 @@ _ORDER_STATUS: dict[str, OrderStatus] = {
     "checkout-draft": OrderStatus.PENDING,  # block checkout's draft, not yet submitted
 }
 _NOWHERE = WooAddress()
-_QUANTUM = {places: Decimal(1).scaleb(-places) for places in range(5)}  # the minor unit, by ISO 4217 exponent
+_NO_LINES: tuple[WooLineItem, ...] = ()
 
 
 def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | None, Order, tuple[Refund, ...]]:
@@ -260,10 +276,24 @@ def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | 
     customer_id = str(order.customer_id) if order.customer_id else None
     transaction_id = _clean(order.transaction_id)
     woo_status = _woo_status(order)
-    # Sums stay Decimal, which is exact for any amount a store can hold; only the results become minor units.
-    subtotal = sum((item.subtotal for item in order.line_items), Decimal(0)) if order.line_items else None
-    refunded = sum((abs(refund.total) for refund in order.refunds), Decimal(0)) if order.refunds else None
-    quantum = _QUANTUM[currency_exponent(currency)]
+    # Line amounts in minor units (exact: see _units); only what the canonical order holds must be whole units.
+    lines: list[LineItemFields] = []
+    subtotal: int | Decimal = 0
+    for item in order.line_items:
+        line_subtotal, line_total = _units(item["subtotal"], currency), _units(item["total"], currency)
+        subtotal += line_subtotal
+        lines.append(
+            {
+                "source_id": str(item["id"]),
+                "sku": _clean(item.get("sku")),
+                # Core stores some names HTML-encoded ("Ship Your Idea &ndash; Color: Black"); CRMs show plain text.
+                "title": html.unescape(item["name"]),
+                "quantity": item["quantity"],
+                "unit_price": _money(_divide_half_even(line_subtotal, max(1, item["quantity"])), currency),
+                "total_discount": _money(line_subtotal - line_total, currency),
+            }
+        )
+    refunded = [_refunded(refund, currency) for refund in order.refunds]
     # One validation for the order with its money and lines (Order.of): mypy checks every name against OrderFields,
     # pydantic-core validates every Money and LineItem as their own constructors would.
     canonical = Order.of(
@@ -275,26 +305,14 @@ def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | 
             "name": f"#{_clean(str(order.number or '')) or order.id}",
             "status": _status(order, woo_status),
             "fulfillment_status": "fulfilled" if woo_status == "completed" else None,
-            "total": _money(order.total, currency),
+            "total": _money(minor_units(order.total, currency), currency),
             "presentment_total": None,
-            "subtotal": None if subtotal is None else _money(subtotal, currency),
-            "total_tax": None if order.total_tax is None else _money(order.total_tax, currency),
-            "total_discounts": None if order.discount_total is None else _money(order.discount_total, currency),
-            "total_shipping": None if order.shipping_total is None else _money(order.shipping_total, currency),
-            "refunded": None if refunded is None else _money(refunded, currency),
-            "line_items": [
-                {
-                    "source_id": str(item.id),
-                    "sku": _clean(item.sku),
-                    # Core stores some names HTML-encoded ("Ship Your Idea &ndash; Color: Black"); CRMs show plain
-                    # text.
-                    "title": html.unescape(item.name),
-                    "quantity": item.quantity,
-                    "unit_price": _money(_unit_price(item, quantum), currency),
-                    "total_discount": _money(item.subtotal - item.total, currency),
-                }
-                for item in order.line_items
-            ],
+            "subtotal": _money(subtotal, currency) if order.line_items else None,
+            "total_tax": _amount(order.total_tax, currency),
+            "total_discounts": _amount(order.discount_total, currency),
+            "total_shipping": _amount(order.shipping_total, currency),
+            "refunded": _money(sum(refunded), currency) if refunded else None,
+            "line_items": lines,
             "customer_email": email,
             "customer_source_id": customer_id,
             "placed_at": order.date_created_gmt,
@@ -307,18 +325,18 @@ def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | 
         Refund.of(
             {
                 "source": SOURCE,
-                "source_id": str(refund.id),
+                "source_id": str(refund["id"]),
                 # The payload has no refund date; the order's version orders what it says about its refunds.
                 "source_version": version,
                 "receipt_id": receipt_id,
                 # A refund exists in WooCommerce only once it went through (a failed gateway refund is deleted).
                 "status": RefundStatus.SUCCEEDED,
-                "amount": _money(abs(refund.total), currency),
+                "amount": _money(amount, currency),
                 "order_id": str(order.id),
-                "reason": _clean(refund.reason),
+                "reason": _clean(refund.get("reason")),
             }
         )
-        for refund in order.refunds
+        for refund, amount in zip(order.refunds, refunded, strict=True)
     )
     return _order_customer(order, billing, email, customer_id, receipt_id), canonical, refunds
 
@@ -385,11 +403,6 @@ def _status(order: WooOrder, woo: str) -> OrderStatus:
     return status
 
 
-def _unit_price(item: WooLineItem, quantum: Decimal) -> Decimal:
-    """The line subtotal / quantity, rounded half-even to the minor unit (`quantum`)."""
-    return (item.subtotal / max(1, item.quantity)).quantize(quantum, rounding=ROUND_HALF_EVEN)
-
-
 def _address(address: WooAddress, country: str | None) -> AddressFields | None:
     """The address, with its country already normalised (normalize_country of its `country`), if any is filled."""
     line1, line2 = _clean(address.get("address_1")), _clean(address.get("address_2"))
@@ -411,11 +424,53 @@ def _address(address: WooAddress, country: str | None) -> AddressFields | None:
     }
 
 
-def _money(amount: Decimal, currency: str) -> Money | MoneyFields:
+def _units(amount: str | int | Decimal, currency: str) -> int | Decimal:
+    """The amount in minor units: an int, or, when a store set more decimals than its currency has, the exact Decimal
+    of minor units (a line priced 0.125 USD is 12.5 cents), so line arithmetic stays exact and only a result that
+    the canonical order holds must come out whole (_money)."""
+    try:
+        return minor_units(amount, currency)
+    except ValueError:
+        if isinstance(amount, int):
+            raise
+        exact = Decimal(amount.strip()) if isinstance(amount, str) else amount
+        if not exact.is_finite():
+            raise
+        return exact.scaleb(currency_exponent(currency))
+
+
+def _refunded(refund: WooRefundRef, currency: str) -> int | Decimal:
+    """The refund's amount in minor units, positive (core sends refund totals negative: "-10.00")."""
+    units = _units(refund["total"], currency)
+    return -units if units < 0 else units
+
+
+def _divide_half_even(units: int | Decimal, quantity: int) -> int | Decimal:
+    """units / quantity, rounded half-even to a whole minor unit: the unit price of a line."""
+    if isinstance(units, Decimal):
+        return (units / quantity).quantize(_ONE, rounding=ROUND_HALF_EVEN)
+    quotient, remainder = divmod(units, quantity)  # floor division: 0 <= remainder < quantity, for any sign
+    if 2 * remainder > quantity or (2 * remainder == quantity and quotient % 2):
+        return quotient + 1
+    return quotient
+
+
+_ONE = Decimal(1)
+
+
+def _money(units: int | Decimal, currency: str) -> Money | MoneyFields:
     """Money's fields, validated as Money inside the model that holds them (Order.of, Refund.of); zero, the most
-    common amount by far, is the one shared Money of its currency."""
-    units = minor_units(amount, currency)
+    common amount by far, is the one shared Money of its currency. Refuses a fraction of a minor unit."""
+    if isinstance(units, Decimal):
+        whole = units.to_integral_value()
+        if whole != units:
+            raise ValueError(f"{units.scaleb(-currency_exponent(currency))!r} has more decimals than {currency} allows")
+        units = int(whole)
     return {"amount": units, "currency": currency} if units else zero(currency)
+
+
+def _amount(amount: str | int | Decimal | None, currency: str) -> Money | MoneyFields | None:
+    return None if amount is None else _money(minor_units(amount, currency), currency)
 
 
 def _clean(value: str | None) -> str | None:
