@@ -1139,6 +1139,84 @@ CASES = [
         ),
         id="customer-never-modified",
     ),
+    # ---- the current shape ----
+    pytest.param(
+        # Given an order.created body as a store on current WooCommerce sends it (block checkout, order attribution
+        # meta, line images, display meta, _links with targetHints): a paid order of store customer 1187, a simple line
+        # of 3 and a variation line of 2 whose core "price" is the PHP float 34.5, 8.25% sales tax and a flat rate.
+        # Everything core added since 2017 is read past; the customer's accented names come through \u escapes
+        "order.created",
+        "order-current.json",
+        Converted(
+            customer=Customer(
+                source="woocommerce",
+                source_id="1187",
+                source_version=utc(2025, 9, 18, 19, 22, 10),
+                receipt_id=RECEIPT,
+                email="renee.castaneda@example.com",
+                first_name="Renée",
+                last_name="Castañeda",
+                phone="+15125550147",  # "(512) 555-0147" read in the billing country
+                address=Address(
+                    line1="2100 S Congress Ave",
+                    line2="Unit 204",
+                    city="Austin",
+                    region="TX",
+                    postal_code="78704",
+                    country="US",
+                ),
+                accepts_marketing=None,
+                test=False,
+            ),
+            entities=(
+                (
+                    DetailType.ORDER_PLACED,
+                    Order(
+                        source="woocommerce",
+                        source_id="9153",
+                        source_version=utc(2025, 9, 18, 19, 22, 10),
+                        receipt_id=RECEIPT,
+                        name="#9153",
+                        status=OrderStatus.PAID,  # processing, with a payment date
+                        fulfillment_status=None,
+                        total=usd(12161),
+                        presentment_total=None,
+                        subtotal=usd(10500),  # 36.00 + 69.00
+                        total_tax=usd(866),
+                        total_discounts=usd(0),
+                        total_shipping=usd(795),
+                        refunded=None,
+                        line_items=(
+                            LineItem(
+                                source_id="5521",
+                                sku="SOCK-MER-CRW",
+                                title="Merino Crew Socks",
+                                quantity=3,
+                                unit_price=usd(1200),
+                                total_discount=usd(0),
+                            ),
+                            LineItem(
+                                source_id="5522",
+                                sku="HOOD-TRL-GRN-M",
+                                title="Trail Hoodie - Green, M",  # the variation's name; its attribute meta is not read
+                                quantity=2,
+                                unit_price=usd(3450),  # 69.00 / 2; core's "price" 34.5 is not read
+                                total_discount=usd(0),
+                            ),
+                        ),
+                        customer_email="renee.castaneda@example.com",
+                        customer_source_id="1187",
+                        placed_at=utc(2025, 9, 18, 19, 22, 5),
+                        cancelled_at=None,
+                        closed_at=None,
+                        test=False,
+                        transaction_ids=("pi_3S8kQ2LmZ4w7Yt1c0h9VxR2d",),
+                    ),
+                ),
+            ),
+        ),
+        id="order-current-woocommerce-shape",
+    ),
 ]
 
 
