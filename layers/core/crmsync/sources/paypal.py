@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict, cast
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, StringConstraints, TypeAdapter
+from pydantic import AwareDatetime, StringConstraints, TypeAdapter, with_config
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -46,7 +46,7 @@ from crmsync.models import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.sources.base import Converted, SignatureError, UnsupportedTopic
+from crmsync.sources.base import PARSE_CONFIG, Converted, SignatureError, UnsupportedTopic
 
 if TYPE_CHECKING:
     import urllib.request
@@ -491,18 +491,22 @@ class _Event(TypedDict):
     links: NotRequired[tuple[PayPalLink, ...]]
 
 
+@with_config(PARSE_CONFIG)
 class CaptureEvent(_Event):
     resource: PayPalCapture
 
 
+@with_config(PARSE_CONFIG)
 class RefundEvent(_Event):
     resource: PayPalRefund
 
 
+@with_config(PARSE_CONFIG)
 class OrderEvent(_Event):
     resource: PayPalOrder
 
 
+@with_config(PARSE_CONFIG)
 class DisputeEvent(_Event):
     resource: PayPalDispute
 

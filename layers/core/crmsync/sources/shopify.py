@@ -24,7 +24,7 @@ from crmsync.models import (
     normalize_phone,
     zero,
 )
-from crmsync.sources.base import Converted, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
+from crmsync.sources.base import PARSE_CONFIG, Converted, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
 
 SOURCE = "shopify"
 
@@ -69,7 +69,7 @@ ShopDatetime = AwareDatetime
 
 class _Payload(BaseModel):
     # Webhook bodies carry hundreds of fields and Shopify adds more each API version; read only what we use.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", cache_strings=PARSE_CONFIG["cache_strings"])
 
 
 # Leaves of a payload are TypedDicts, not models: an order carries a dozen of them (addresses, lines, money sets),

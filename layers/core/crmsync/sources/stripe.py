@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any, NamedTuple, NotRequired, TypedDict, cast
 
-from pydantic import Field, StringConstraints, TypeAdapter
+from pydantic import Field, StringConstraints, TypeAdapter, with_config
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -27,7 +27,7 @@ from crmsync.models import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.sources.base import Converted, Notice, SignatureError, UnsupportedTopic
+from crmsync.sources.base import PARSE_CONFIG, Converted, Notice, SignatureError, UnsupportedTopic
 
 SOURCE = "stripe"
 DEFAULT_TOLERANCE_SECONDS = 300  # what every Stripe SDK uses
@@ -271,6 +271,7 @@ class StripeEventData[T](TypedDict):
     object: T
 
 
+@with_config(PARSE_CONFIG)
 class StripeEvent[T](TypedDict):
     """The envelope every webhook shares; `data.object` is the resource as the endpoint's API version shapes it."""
 

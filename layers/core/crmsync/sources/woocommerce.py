@@ -51,7 +51,15 @@ from crmsync.models import (
     normalize_phone,
     zero,
 )
-from crmsync.sources.base import Converted, Entity, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
+from crmsync.sources.base import (
+    PARSE_CONFIG,
+    Converted,
+    Entity,
+    Notice,
+    UnsupportedTopic,
+    sign_base64_hmac,
+    verify_base64_hmac,
+)
 
 SOURCE = "woocommerce"
 
@@ -129,7 +137,7 @@ Amount = Annotated[
 
 class _Payload(BaseModel):
     # REST responses carry many fields (and plugins add more); read only what we use.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", cache_strings=PARSE_CONFIG["cache_strings"])
 
 
 # TypedDicts, not models, for what a payload holds several of: pydantic-core builds a dict for a fraction of a
