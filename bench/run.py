@@ -58,7 +58,16 @@ from crmsync.crm.port import Association, ErasureAnswer, MatchPolicy, UpsertInpu
 from crmsync.ingest import IngestDeps, WebhookRequest, accept_webhook  # noqa: E402
 from crmsync.mapping import load_mapping  # noqa: E402
 from crmsync.messages import DomainEvent  # noqa: E402
-from crmsync.models import Customer, Money, Order, minor_units, normalize_phone  # noqa: E402
+from crmsync.models import (  # noqa: E402
+    Customer,
+    Dispute,
+    Money,
+    Order,
+    Payment,
+    Refund,
+    minor_units,
+    normalize_phone,
+)
 from crmsync.observability import logger, metrics  # noqa: E402
 from crmsync.sources import paypal, shopify, stripe, woocommerce  # noqa: E402
 from crmsync.sources.base import Converted  # noqa: E402
@@ -1344,20 +1353,54 @@ def build_source_corpus(
     return corpus
 
 
+# The canonical models converters build, each through its `of(fields)`: one validate_python call into pydantic-core.
+CANONICAL_MODELS: tuple[type[BaseModel], ...] = (Order, Customer, Refund, Payment, Dispute)
+# One `<Model>.of(fields)` call: the model, the fields dict given, a deep copy taken before validation, the model made.
+OfCall = tuple[type[BaseModel], dict[str, Any], dict[str, Any], BaseModel]
+
+
 @dataclass(frozen=True)
 class Recorded:
-    """What the untimed pass saw: each payload parsed, and every normaliser call in order, with its result."""
+    """What the untimed pass saw: each payload parsed, every normaliser call in order, with its result, and every
+    canonical model validation in order."""
 
     parsed: dict[bytes, object]
     calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]  # the real (cached) function and its arguments
     results: dict[str, dict[tuple[Any, ...], Any]]  # normaliser attribute -> arguments -> result
+    built: list[tuple[type[BaseModel], dict[str, Any]]]  # each `<Model>.of(fields)`: the model and a copy of fields
+
+
+@contextlib.contextmanager
+def recording_canonical(built: list[OfCall]) -> Iterator[None]:
+    """Every `<Model>.of(fields)` of CANONICAL_MODELS while inside, appended to `built` (see OfCall): the copy is
+    what was validated, whatever happens to the dict later."""
+
+    def recorder(real: Callable[[type[BaseModel], dict[str, Any]], BaseModel]) -> classmethod[Any, Any, Any]:
+        def of(cls: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
+            snapshot = copy.deepcopy(fields)
+            result = real(cls, fields)
+            built.append((cls, fields, snapshot, result))
+            return result
+
+        return classmethod(of)
+
+    with contextlib.ExitStack() as stack:
+        for model in CANONICAL_MODELS:
+            real = vars(model).get("of")
+            if not isinstance(real, classmethod):
+                raise AssertionError(f"bench/run.py: {model.__name__} no longer defines the classmethod of(fields)")
+            stack.enter_context(mock.patch.object(model, "of", recorder(real.__func__)))
+        yield
 
 
 def check_source_conversion(bench: SourceBench, corpus: Sequence[SourceItem]) -> Recorded:
     """Untimed pass (also the warm-up): every payload converts to its amount, with its phone (distinct, valid) or
-    none; records the normaliser calls conversion makes, to time them alone and to stub them for the build run."""
+    none; records the normaliser calls conversion makes, to time them alone and to stub them for the build run, and
+    the canonical models' `of(fields)` calls, to time their validation alone (checked: the fields dicts are left as
+    given, and validating the copies gives the very models conversion returned)."""
     clear_conversion_caches()
     calls: list[tuple[str, tuple[Any, ...]]] = []
+    built: list[OfCall] = []
     real = {attr: getattr(bench.module, attr) for attr in bench.normalisers}
 
     def recorder(attr: str) -> Callable[..., Any]:
@@ -1370,6 +1413,7 @@ def check_source_conversion(bench: SourceBench, corpus: Sequence[SourceItem]) ->
     with contextlib.ExitStack() as stack:
         for attr in bench.normalisers:
             stack.enter_context(mock.patch.object(bench.module, attr, recorder(attr)))
+        stack.enter_context(recording_canonical(built))
         converted = [bench.convert(bench.topic, item.body, receipt_id=item.receipt_id) for item in corpus]
     phones = set()
     for item, result in zip(corpus, converted, strict=True):
@@ -1386,6 +1430,13 @@ def check_source_conversion(bench: SourceBench, corpus: Sequence[SourceItem]) ->
             phones.add(phone)
     if len(phones) != sum(item.phone is not None for item in corpus):
         raise AssertionError(f"{bench.name}: phones in the corpus are not distinct")
+    if not built:
+        raise AssertionError(f"{bench.name}: conversion built no canonical model through {CANONICAL_MODELS}")
+    for k, (model, fields, snapshot, made) in enumerate(built):
+        if fields != snapshot:
+            raise AssertionError(f"{bench.name}: {model.__name__}.of call {k}: its fields dict changed after the call")
+        if model.__pydantic_validator__.validate_python(snapshot) != made:
+            raise AssertionError(f"{bench.name}: {model.__name__}.of call {k}: its fields validate to another model")
     results: dict[str, dict[tuple[Any, ...], Any]] = {attr: {} for attr in bench.normalisers}
     for attr, args in calls:
         results[attr][args] = real[attr](*args)
@@ -1393,6 +1444,7 @@ def check_source_conversion(bench: SourceBench, corpus: Sequence[SourceItem]) ->
         parsed={item.body: bench.parse(item.body) for item in corpus},
         calls=[(real[attr], args) for attr, args in calls],
         results=results,
+        built=[(model, snapshot) for model, _, snapshot, _ in built],
     )
 
 
@@ -1410,6 +1462,8 @@ def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> li
     loads, convert, parse, topic, module = json.loads, bench.convert, bench.parse, bench.topic, bench.module
     parse_stubs = {bench.parse_attr: bench.parse_stub(recorded.parsed.__getitem__)}
     normaliser_stubs: dict[str, object] = {attr: _lookup(recorded.results[attr]) for attr in bench.normalisers}
+    # The canonical validations as `<Model>.of` makes them, minus its Python frame (validator bound beforehand).
+    validations = [(model.__pydantic_validator__.validate_python, fields) for model, fields in recorded.built]
 
     def converting_with(stubs: dict[str, object]) -> Callable[[int], None]:
         """The same convert, with some steps answered from the untimed pass (a dict lookup each)."""
@@ -1439,6 +1493,10 @@ def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> li
         for function, args in recorded.calls:
             function(*args)
 
+    def run_validate(_: int) -> None:
+        for validate, fields in validations:
+            validate(fields)
+
     def fresh_caches(_: int) -> None:
         clear_conversion_caches()
 
@@ -1449,6 +1507,8 @@ def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> li
             Side("parse", run_parse, setup=fresh_caches),
             # Parse and normalisers answered: what remains is building the canonical models from the payload.
             Side("build", converting_with(parse_stubs | normaliser_stubs), setup=fresh_caches),
+            # Within build: the recorded `<Model>.of(fields)` validations replayed, the floor of building the models.
+            Side("validate", run_validate, setup=fresh_caches),
             Side("normalise", run_normalise, setup=fresh_caches),
             # Leave-one-out: what taking one step out of a whole conversion saves, cache effects included.
             Side("convert without parse", converting_with(parse_stubs), setup=fresh_caches),
@@ -1474,10 +1534,27 @@ def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> li
     }
     top = max(steps, key=lambda step: steps[step])
     calls = len(recorded.calls) / n
-    split = ", ".join(
-        f"{step} {t:.1f} us ({t / us['convert']:.0%})" if calls or "normalisation" not in step else f"{step}: none"
-        for step, t in steps.items()
-    )
+    validations_per_payload = len(recorded.built) / n
+    by_model = Counter(model.__name__ for model, _ in recorded.built)
+    logic = us["build"] - us["validate"]
+    # No conversion logic at all: the payload parsed, the canonical models validated and the values normalised.
+    floor = us["parse"] + us["validate"] + (us["normalise"] if calls else 0.0)
+    floor_ratio = us["json.loads"] / floor
+
+    def told(step: str, t: float) -> str:
+        if not calls and "normalisation" in step:
+            return f"{step}: none"
+        said = f"{step} {t:.1f} us ({t / us['convert']:.0%})"
+        if step == "building canonical models":
+            said += (
+                f" [of which pydantic validation of the canonical models {us['validate']:.1f} us "
+                f"({validations_per_payload:.1f} calls per payload: "
+                f"{', '.join(f'{name}.of {k / n:.1f}' for name, k in by_model.most_common())}) "
+                f"and conversion logic {logic:.1f} us]"
+            )
+        return said
+
+    split = ", ".join(told(step, t) for step, t in steps.items())
     ceiling = best["json.loads"] / best["parse"]
     if ratio >= 1:
         need = f"already at {ratio:.2f}x"
@@ -1494,7 +1571,10 @@ def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> li
         f"({'steps cost more interleaved than alone' if other > 0 else 'timing noise'}). Top cost: {top}. "
         f"Inside a whole conversion, taking out the parse saves {saves['parse']:.1f} us"
         + (f", the normalisation ({calls:.1f} calls per payload) {saves['normalisation']:.1f} us" if calls else "")
-        + f". With building and normalisation free, the parse alone runs at {ceiling:.2f}x json.loads, {room}"
+        + f". With building and normalisation free, the parse alone runs at {ceiling:.2f}x json.loads, {room}. "
+        f"Parse + canonical validation + normalisation alone: {floor:.1f} us, so with no conversion logic at all "
+        f"this source could reach at most json.loads/{floor:.1f} us = {us['json.loads']:.1f}/{floor:.1f} "
+        f"= {floor_ratio:.2f}x"
     )
     return [
         Figure(
@@ -1527,10 +1607,17 @@ def bench_source_convert(bench: SourceBench, corpus: Sequence[SourceItem]) -> li
             status="INFO",
             detail=detail_split,
             data={
-                "per_payload_us": {step: round(t, 2) for step, t in steps.items()} | {"unaccounted": round(other, 2)},
+                "per_payload_us": {step: round(t, 2) for step, t in steps.items()}
+                | {"unaccounted": round(other, 2), "validate": round(us["validate"], 2)},
                 "leave_one_out_saves_us": {step: round(t, 2) for step, t in saves.items()},
                 "top_cost": top,
                 "normaliser_calls_per_payload": len(recorded.calls) / n,
+                # Building split: the canonical models' own validation (a floor) and the converter's Python.
+                "canonical_validations_per_payload": validations_per_payload,
+                "canonical_validations_by_model": {name: k / n for name, k in by_model.most_common()},
+                "conversion_logic_us": round(logic, 2),
+                "floor_us": round(floor, 2),
+                "floor_ratio": round(floor_ratio, 3),
             },
         ),
     ]
