@@ -19,6 +19,7 @@ from crmsync.settings import Settings
 from crmsync.store.archive import RawArchive
 from crmsync.store.bus import EventBus
 from crmsync.store.state import StateStore
+from crmsync.store.sync_jobs import SyncStore
 
 # A batch whose every record failed is answered like any other (each record reported failed), not raised as an
 # invocation error: the backoff set per record then holds, and the function's error metric means a crash.
@@ -32,6 +33,7 @@ def deps(settings: Settings) -> ConvertDeps:
         bus=EventBus(settings.event_bus_name),
         reporting=reporting_for(settings),
         stripe_customer_deleted=settings.stripe_customer_deleted,
+        sync=SyncStore(settings.sync_table),  # deletions told by webhooks (GONE#<source>): reconciliation skips them
     )
 
 

@@ -19,7 +19,7 @@ class MemorySync:
         self.cursors: dict[tuple[str, str], Checkpoint] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.marks: dict[str, str] = {}
-        self.gone: dict[tuple[str, str], dict[str, str]] = {}  # (source, state pk) -> {run_id, at}
+        self.gone: dict[tuple[str, str], dict[str, str]] = {}  # (source, state pk) -> {run_id or receipt_id, at}
         self.counters: dict[tuple[str, str], dict[str, int]] = {}
         self._lock = threading.RLock()
 
@@ -91,6 +91,10 @@ class MemorySync:
 
     def record_deletion(self, source: str, key: str, run_id: str, at: str) -> None:
         self.gone[(source, key)] = {"run_id": run_id, "at": at}
+
+    def record_deletion_notice(self, source: str, key: str, receipt_id: str, at: str) -> None:
+        with self._lock:
+            self.gone.setdefault((source, key), {"receipt_id": receipt_id, "at": at})
 
     def clear_deletion(self, source: str, key: str) -> None:
         self.gone.pop((source, key), None)

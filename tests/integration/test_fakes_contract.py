@@ -752,6 +752,23 @@ def test_recorded_deletions_are_kept_per_source_until_cleared(sync: SyncStore) -
     assert sync.deletions("shopify") == {"ORDER#shopify:order:1"}
 
 
+def test_a_deletion_told_by_a_webhook_is_recorded_once_beside_those_runs_record(sync: SyncStore) -> None:
+    # Given a deletion a reconciliation run recorded
+    sync.record_deletion("woocommerce", "ORDER#woocommerce:order:7", "rc_1", "2026-11-18T00:00:00+00:00")
+    # When deletion webhooks tell of it and of another order, the other's twice (a redelivery)
+    sync.record_deletion_notice("woocommerce", "ORDER#woocommerce:order:7", "r7", "2026-11-19T00:00:00+00:00")
+    sync.record_deletion_notice("woocommerce", "ORDER#woocommerce:order:9", "r9", "2026-11-19T00:00:00+00:00")
+    sync.record_deletion_notice("woocommerce", "ORDER#woocommerce:order:9", "r9", "2026-11-19T00:00:00+00:00")
+    # Then each is recorded once, as reconciliation reads them
+    assert sync.deletions("woocommerce") == {"ORDER#woocommerce:order:7", "ORDER#woocommerce:order:9"}
+    # When one is cleared (listed again: restored) and a deletion webhook tells of it again
+    sync.clear_deletion("woocommerce", "ORDER#woocommerce:order:9")
+    assert sync.deletions("woocommerce") == {"ORDER#woocommerce:order:7"}
+    sync.record_deletion_notice("woocommerce", "ORDER#woocommerce:order:9", "r9b", "2026-11-20T00:00:00+00:00")
+    # Then it is recorded again
+    assert sync.deletions("woocommerce") == {"ORDER#woocommerce:order:7", "ORDER#woocommerce:order:9"}
+
+
 def test_recorded_deletions_are_not_marks_runs_or_metrics(sync: SyncStore) -> None:
     # Given a reconciliation cursor, a run and metrics of the same source
     sync.set_mark("reconcile:woocommerce", "2026-11-18T00:00:00+00:00")

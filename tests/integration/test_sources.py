@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 
 from api import app as api_app
+from convert import app as convert_app
 from ingest import app as ingest_app
 from tests.conftest import FIXTURES
 from tests.integration.conftest import api_event
@@ -94,6 +95,27 @@ def test_woocommerce_redelivery_of_the_same_state_is_a_duplicate(aws, post):
     headers = {**woo_headers("order.created", order), "X-WC-Webhook-Delivery-ID": "another"}
     # Then it is a duplicate
     assert post("woocommerce", order, headers)[1]["status"] == "duplicate"
+
+
+def test_woocommerce_order_deleted_is_recorded_in_the_sync_table_as_reconciliation_reads_it(aws, post, lambda_context):
+    from crmsync.store.sync_jobs import SyncStore
+
+    # Given an order synced from its order.updated webhook
+    order = fixture("woocommerce", "order-partial-refund.json")
+    post("woocommerce", order, woo_headers("order.updated", order))
+    drain(aws, lambda_context)
+    # When the store sends its order.deleted webhook, and convert takes the message twice (SQS redelivers it)
+    body = json.dumps({"id": 7310}).encode()
+    status, answer = post("woocommerce", body, woo_headers("order.deleted", body))
+    assert (status, answer["status"]) == (200, "accepted")
+    event = aws.sqs_event(aws.receive_all(aws.env["INGEST_QUEUE_URL"]), "ingest")
+    for _ in range(2):
+        assert convert_app.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    # Then the deletion is recorded once, under the order's state pk (GONE#woocommerce), by the webhook's receipt
+    assert SyncStore(aws.env["SYNC_TABLE"]).deletions("woocommerce") == {"ORDER#woocommerce:order:7310"}
+    key = {"pk": {"S": "GONE#woocommerce"}, "sk": {"S": "ORDER#woocommerce:order:7310"}}
+    item = aws.client("dynamodb").get_item(TableName=aws.env["SYNC_TABLE"], Key=key)["Item"]
+    assert json.loads(item["doc"]["S"])["receipt_id"] == answer["receipt_id"]
 
 
 @pytest.mark.parametrize("source", ["woocommerce"])

@@ -67,6 +67,8 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     "ConvertFunction": {
         "ArchiveBucket": BUCKET_READ,
         "StateTable": TABLE_WRITE,
+        # PutItem on GONE# items only (LeadingKeys): a deletion webhook recorded as reconciliation records it
+        "SyncTable": frozenset({"dynamodb:PutItem"}),
         "EventBus": PUT_EVENTS,
         "IngestQueue": QUEUE_CONSUME,
         "IngestDlq": QUEUE_SEND,

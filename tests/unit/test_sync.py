@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 
 from crmsync.convert import ConvertDeps, convert_message
+from crmsync.ingest import IngestDeps, WebhookRequest, accept_webhook
 from crmsync.mapping import load_mapping
 from crmsync.messages import DomainEvent, IngestMessage
 from crmsync.observability import logger
+from crmsync.sources import woocommerce
+from crmsync.store.errors import StoreError
 from crmsync.sync import reconcile
 from crmsync.sync.clients import HttpResponse, RateLimiter, WooCommerceClient
 from crmsync.sync.importer import BadImport, parse_file
@@ -25,10 +28,11 @@ from crmsync.sync.sync_import import start_import
 from crmsync.sync.wiring import IMPORT_PREFIX
 from crmsync.writer import WriterDeps, write_events
 from tests.conftest import EVENTS
-from tests.fakes import FakeClock, FaultyCrm, MemoryArchive, MemoryBus, MemoryState, SqsSimulator
+from tests.fakes import FakeClock, FaultyCrm, MemoryArchive, MemoryBus, MemoryReceipts, MemoryState, SqsSimulator
 from tests.fakes.sync import MemorySync
 
 TEMPLATE = json.loads((EVENTS / "payloads" / "woocommerce-order-created.json").read_text())
+WOO_SECRET = "sync-woocommerce-secret"
 
 
 def woo_order(n: int, *, modified: str = "2026-01-01T00:00:00", total: str = "10.00") -> dict[str, Any]:
@@ -83,6 +87,24 @@ class World:
             clock=self.clock, rows=self.rows,
         )  # fmt: skip
         self.writer = WriterDeps(state=self.state.as_store(), crm=self.crm, mapping=load_mapping("default"))
+        self.receipts = MemoryReceipts()
+        self.ingest_deps = IngestDeps(
+            receipts=self.receipts.as_store(), archive=self.archive.as_store(), queue=self.ingest.as_store(),
+            secrets=lambda _name: [WOO_SECRET], clock=self.clock,
+        )  # fmt: skip
+
+    def deliver(self, topic: str, payload: dict[str, Any]) -> str:
+        """The shop's signed webhook of `topic` through ingest onto the ingest queue; ingest's answer status."""
+        body = json.dumps(payload).encode()
+        headers = {
+            "x-wc-webhook-source": "https://shop.example/",
+            "x-wc-webhook-topic": topic,
+            "x-wc-webhook-resource": topic.partition(".")[0],
+            "x-wc-webhook-event": topic.partition(".")[2],
+            "x-wc-webhook-signature": woocommerce.sign(body, WOO_SECRET),
+        }
+        answer = accept_webhook(WebhookRequest(source="woocommerce", headers=headers, body=body), self.ingest_deps)
+        return str(answer.body["status"])
 
     def rows(self, job_id: str, chunk: int) -> list[dict[str, Any]]:
         text = self.archive.get(f"{IMPORT_PREFIX}{job_id}/{chunk:05d}.jsonl").decode()
@@ -106,9 +128,16 @@ class World:
 
         self.backfill.drain(handle, batch_size=1)
 
+    def convert_deps(self) -> ConvertDeps:
+        """The convert function's deps, as functions/convert/app.py wires them (the sync table included)."""
+        return ConvertDeps(
+            archive=self.archive.as_store(), state=self.state.as_store(), bus=self.bus.as_store(),
+            sync=self.sync.as_store(),
+        )  # fmt: skip
+
     def convert(self, *, write_crm: bool = False) -> int:
         """Convert everything on the ingest queue (and write the CRM); returns messages converted."""
-        deps = ConvertDeps(archive=self.archive.as_store(), state=self.state.as_store(), bus=self.bus.as_store())
+        deps = self.convert_deps()
         events: list[DomainEvent] = []
         done = 0
 
@@ -422,6 +451,113 @@ def test_a_recorded_deletion_goes_once_state_no_longer_has_the_order():
     report = reconcile.run("woocommerce", deps, run_id="rc_2", full=True)["objects"]["orders"]
     assert report["deleted"] == 0
     assert world.sync.deletions("woocommerce") == set()
+
+
+def webhook_world(count: int) -> World:
+    """count WooCommerce orders stored from the shop's order.created webhooks, and written to the CRM."""
+    world = World([woo_order(n) for n in range(1, count + 1)])
+    for order in world.api.orders.values():
+        assert world.deliver("order.created", order) == "accepted"
+    world.convert(write_crm=True)
+    return world
+
+
+def delete_with_webhook(world: World, n: int) -> tuple[dict[str, Any], IngestMessage]:
+    """The shop deletes order n and sends its order.deleted webhook ({"id": n}), which convert takes: the order, and
+    the ingest message convert took."""
+    deleted = world.api.orders.pop(n)
+    assert world.deliver("order.deleted", {"id": n}) == "accepted"
+    [queued] = world.ingest.messages()
+    assert world.convert(write_crm=True) == 1
+    return deleted, IngestMessage.model_validate_json(queued.body)
+
+
+DELETED_2 = ("woocommerce", "ORDER#woocommerce:order:2")
+DELETION_RECEIPT = "woocommerce:https://shop.example/:order.deleted:2:deleted"  # WooCommerceWebhooks.receipt_id
+
+
+def test_an_order_deleted_webhook_records_the_deletion_as_reconciliation_does():
+    # Given 3 orders stored from their order.created webhooks
+    world = webhook_world(3)
+    # When the shop deletes order 2 and its order.deleted webhook is converted
+    _, message = delete_with_webhook(world, 2)
+    # Then the deletion is recorded in the sync table under the order's state pk, by the webhook's receipt
+    assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
+    record = world.sync.gone[DELETED_2]
+    assert record["receipt_id"] == DELETION_RECEIPT
+    # And the notice is published, and the stored order kept as it was
+    assert [d["key"] for d in world.bus.details("order.cancelled")] == ["woocommerce:order:2"]
+    assert "ORDER#woocommerce:order:2" in world.order_keys()
+    # When the same message is converted again (SQS redelivers it)
+    convert_message(message, world.convert_deps())
+    # Then the record is the same
+    assert world.sync.gone == {DELETED_2: record}
+
+
+def test_a_deletion_record_that_cannot_be_written_fails_the_message_and_its_retry_loses_nothing():
+    # Given order 2 deleted at the shop, its order.deleted webhook on the ingest queue, and the sync table failing
+    world = webhook_world(3)
+    del world.api.orders[2]
+    world.deliver("order.deleted", {"id": 2})
+    [queued] = world.ingest.messages()
+    message = IngestMessage.model_validate_json(queued.body)
+    record_deletion_notice = world.sync.record_deletion_notice
+
+    def unavailable(source: str, key: str, receipt_id: str, at: str) -> None:
+        raise StoreError("sync table unavailable")
+
+    world.sync.record_deletion_notice = unavailable  # type: ignore[method-assign]
+    # When convert takes it, Then the message fails (SQS delivers it again) before the notice is published
+    with pytest.raises(StoreError):
+        convert_message(message, world.convert_deps())
+    assert world.bus.details("order.cancelled") == []
+    # When the table is back and the message is retried, Then the deletion is recorded and the notice published
+    world.sync.record_deletion_notice = record_deletion_notice  # type: ignore[method-assign]
+    convert_message(message, world.convert_deps())
+    assert world.sync.gone[DELETED_2]["receipt_id"] == DELETION_RECEIPT
+    assert [d["key"] for d in world.bus.details("order.cancelled")] == ["woocommerce:order:2"]
+
+
+def test_a_full_run_after_the_order_deleted_webhook_reports_no_deletion_and_sends_nothing():
+    # Given 3 orders stored from their order.created webhooks, then order 2 deleted with its order.deleted webhook
+    world = webhook_world(3)
+    delete_with_webhook(world, 2)
+    published: list[dict[str, int]] = []
+    # When a full reconciliation runs, the shop no longer listing order 2
+    report = reconcile.run("woocommerce", reconcile_deps(world, published), run_id="rc_1", full=True)
+    # Then the deletion the webhook told of is no drift, and no deletion webhook is sent again
+    orders = report["objects"]["orders"]
+    assert {name: orders[name] for name in reconcile.FIELDS} == {
+        "checked": 2, "missing": 0, "stale": 0, "deleted": 0, "repaired": 0, "failed": 0,
+    }  # fmt: skip
+    assert orders["examples"] == []
+    assert world.ingest.messages() == []
+    assert [p["deleted"] for p in published] == [0]
+    # And the webhook's record stays, for the runs after it
+    assert world.sync.gone[DELETED_2]["receipt_id"] == DELETION_RECEIPT
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full run", "incremental run"])
+def test_an_order_restored_after_its_order_deleted_webhook_clears_the_record(full):
+    # Given order 2 deleted with its order.deleted webhook, and a full run since (no drift)
+    world = webhook_world(3)
+    deleted, _ = delete_with_webhook(world, 2)
+    deps = reconcile_deps(world)
+    assert reconcile.run("woocommerce", deps, run_id="rc_1", full=True)["objects"]["orders"]["deleted"] == 0
+    # When the shop restores it (modified after the cursor) and a run lists it
+    world.api.orders[2] = {**deleted, "date_modified_gmt": "2030-01-01T00:00:00"}
+    world.clock.advance(60)
+    restored = reconcile.run("woocommerce", deps, run_id="rc_2", full=full)["objects"]["orders"]
+    # Then it is no drift and its recorded deletion is gone
+    assert (restored["deleted"], restored["failed"]) == (0, 0)
+    assert world.sync.deletions("woocommerce") == set()
+    # When it is deleted at the source again, this time without its webhook
+    del world.api.orders[2]
+    world.clock.advance(60)
+    again = reconcile.run("woocommerce", deps, run_id="rc_3", full=True)["objects"]["orders"]
+    # Then that deletion is drift once more, sent, and recorded by the run
+    assert (again["deleted"], again["repaired"]) == (1, 1)
+    assert world.sync.gone[DELETED_2]["run_id"] == "rc_3"
 
 
 def test_the_example_of_an_order_missing_in_state_names_the_order_not_its_new_customer():

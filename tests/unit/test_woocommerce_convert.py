@@ -1071,7 +1071,11 @@ CASES = [
         # Given an order.deleted body ({"id": 727}): only a cancellation notice about that order remains
         "order.deleted",
         "order.deleted.json",
-        Converted(notices=(Notice(DetailType.ORDER_CANCELLED, key="woocommerce:order:727", data={"deleted": True}),)),
+        Converted(
+            notices=(
+                Notice(DetailType.ORDER_CANCELLED, key="woocommerce:order:727", data={"deleted": True}, deletes=Order),
+            )
+        ),
         id="order-deleted",
     ),
     pytest.param(

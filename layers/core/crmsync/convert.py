@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from crmsync.sources.base import Entity
     from crmsync.store.archive import RawArchive
     from crmsync.store.bus import EventBus
+    from crmsync.store.sync_jobs import SyncStore
 
 MAX_DETAIL_BYTES = 200_000  # EventBridge takes 256 KB an entry; bigger entities travel by key only
 
@@ -46,6 +47,9 @@ class ConvertDeps:
     reporting: Callable[[Entity], Entity] | None = None
     # Stripe customer.deleted: "keep" (record the notice) or "anonymise" (erase the person: crmsync.erasure).
     stripe_customer_deleted: str = "keep"
+    # The sync table: a deletion notice (Notice.deletes) is recorded there as reconciliation records the deletions it
+    # finds (GONE#<source>), so a full run does not report it as drift again; None = not recorded.
+    sync: SyncStore | None = None
 
 
 def epoch_ms(value: datetime) -> int:
@@ -106,6 +110,11 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
         screened = screen_notice(original, message, deps.state, stripe_deleted=deps.stripe_customer_deleted)
         notice = screened.notice
         deps.state.record_notice(message.receipt_id, notice.detail_type.value, notice.key, notice.data)
+        if notice.deletes is not None and deps.sync is not None:
+            # A failed write fails the message before anything is published: SQS retries it all (idempotent), then DLQ.
+            deleted = f"{KINDS[notice.deletes]}#{notice.key}"  # the state pk, as reconciliation records it
+            at = message.received_at.isoformat()
+            deps.sync.record_deletion_notice(message.source, deleted, message.receipt_id, at)
         for published in (notice, *screened.also):
             detail = DomainEvent(
                 entity="notice", key=published.key, customer_id=screened.customer_id or customer_id,

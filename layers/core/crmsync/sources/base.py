@@ -59,6 +59,9 @@ class Notice:
     detail_type: DetailType
     key: str  # what it is about, e.g. "shopify:customer:123" or "shopify:shop:demo.myshopify.com"
     data: dict[str, Any] = field(default_factory=dict)
+    # The kind of entity `key` names when the notice says the source deleted it (WooCommerce's order.deleted: Order):
+    # convert records the deletion in the sync table as reconciliation does, so a full run does not report it again.
+    deletes: type[Entity] | None = None
 
 
 @dataclass(slots=True)

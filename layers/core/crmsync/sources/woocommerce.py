@@ -565,7 +565,9 @@ class WooCommerceWebhooks:
             return Converted(customer=customer, entities=entities)
         if topic == TOPIC_ORDER_DELETED:
             order_id = parse_deleted(body).id
-            notice = Notice(DetailType.ORDER_CANCELLED, key=f"{SOURCE}:order:{order_id}", data={"deleted": True})
+            notice = Notice(
+                DetailType.ORDER_CANCELLED, key=f"{SOURCE}:order:{order_id}", data={"deleted": True}, deletes=Order
+            )
             return Converted(notices=(notice,))
         if topic in CUSTOMER_STATE_TOPICS:
             return Converted(customer=customer_to_canonical(parse_customer(body), receipt_id=receipt_id))

@@ -6,9 +6,12 @@ Items (pk / sk):
                                       carry), cursor (the source's cursor of that page), done, counts (JSON)
 - RUN#<id>        / RUN               a reconciliation run's drift report (JSON `doc`)
 - MARK#<name>     / MARK              a reconciliation cursor: the change time a source was reconciled up to
-- GONE#<source>    / <state pk>        an entity a full reconciliation found deleted at the source and reported (its
-                                      deletion webhook sent): run_id, at (JSON `doc`); later runs skip it, and it
-                                      goes when the source lists the entity again (restored) or state no longer has it
+- GONE#<source>   / <state pk>        an entity known deleted at the source, recorded either way it became known:
+                                      by a full reconciliation that found it no longer listed and reported it (its
+                                      deletion webhook sent): run_id, at; or by convert, from the deletion webhook the
+                                      source sent (a Notice with `deletes`): receipt_id, at (JSON `doc`). Later runs
+                                      skip it, and it goes when the source lists the entity again (restored) or state
+                                      no longer has it
 - METRIC          / <day>#<source>    counters of one source and UTC day (numbers, added atomically)
 
 The checkpoint is advanced by a write conditional on next_page: of two workers that processed the same page (a
@@ -197,6 +200,15 @@ class SyncStore:
         """Record that the run `run_id` reported entity `key` (a state pk) deleted at `source` (again: overwritten)."""
         doc = {"run_id": run_id, "at": at}
         self._call("put_item", Item={"pk": {"S": f"GONE#{source}"}, "sk": {"S": key}, "doc": {"S": _dumps(doc)}})
+
+    def record_deletion_notice(self, source: str, key: str, receipt_id: str, at: str) -> None:
+        """Record that the deletion webhook `receipt_id` said entity `key` (a state pk) is deleted at `source`. A
+        deletion recorded already (by a run, or by an earlier delivery of the webhook) is kept as it is, so a
+        redelivery changes nothing."""
+        doc = {"receipt_id": receipt_id, "at": at}
+        item = {"pk": {"S": f"GONE#{source}"}, "sk": {"S": key}, "doc": {"S": _dumps(doc)}}
+        with contextlib.suppress(ConditionFailed):  # recorded already
+            self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def clear_deletion(self, source: str, key: str) -> None:
         """Forget a recorded deletion (none recorded: nothing happens)."""

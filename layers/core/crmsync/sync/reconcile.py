@@ -8,10 +8,12 @@ A run for one source:
    normal conversion path (archive + ingest queue), exactly as a late webhook;
 3. on a full run, finds orders stored for the source that the source no longer lists (`deleted` at the source);
    WooCommerce orders are repaired by the deletion webhook the source failed to deliver. The deletion notice leaves
-   the stored order as it was, so each deletion reported is recorded in the sync table (GONE#<source>, after its
-   webhook was sent) and is drift once: later runs skip it. An order the source lists again (restored) loses its
-   record on any run, so a later deletion counts again; a full run drops the records of orders state no longer
-   holds (erased);
+   the stored order as it was, so a known deletion is recorded in the sync table (GONE#<source> / the order's state
+   pk), either way it became known: by this step for each deletion it reports (after its webhook was sent), or by
+   convert when the source's own deletion webhook arrives (crmsync.convert, Notice.deletes). A recorded deletion is
+   skipped: one reported is drift once, one the source told of is no drift at all. An order the source lists again
+   (restored) loses its record on any run, so a later deletion counts again; a full run drops the records of orders
+   state no longer holds (erased);
 4. reads back from the CRM, in batches (CrmPort.read), the records of the entities found in step with the source,
    and compares their mapped fields with what the CRM writer would send for the stored state: a record `missing` in
    the CRM or `stale` in a field is repaired by a domain event on the CRM queue (the writer re-reads current state
@@ -254,7 +256,8 @@ def _deleted_at_source(
 ) -> None:
     """Step 3 (orders only; customers are keyed by canonical id, and deleted customers come as notices, not found by
     listing). Every run forgets the recorded deletions of orders the source listed (restored); a full run reports,
-    once, each stored order the source no longer lists, sends its deletion webhook, and records it."""
+    once, each stored order the source no longer lists and no deletion is recorded for (by an earlier run, or by
+    convert from the source's deletion webhook), sends its deletion webhook, and records it."""
     if object_type != "orders":
         return
     store = deps.sync.store
