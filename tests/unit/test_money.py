@@ -1,11 +1,12 @@
 """Money: exact minor units and ISO 4217 formatting."""
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from pydantic import ValidationError
 
-from crmsync.models import Money, currency_exponent
+from crmsync.models import Money, currency_exponent, exact_minor_units, minor_units, whole_minor_units
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,37 @@ def test_stored_json_with_a_fractional_or_boolean_amount_is_refused(body: bytes)
     # Given stored JSON whose amount is not a whole number of minor units / When loaded / Then validation fails
     with pytest.raises(ValidationError):
         Money.model_validate_json(body)
+
+
+@pytest.mark.parametrize(
+    ("parts", "currency", "units"),
+    [
+        (["1.125", "2.375"], "USD", 350),  # a store set to 3 decimals: the parts have half cents, the sum does not
+        (["0.0005", "0.0005"], "KWD", 1),
+        (["1e3", "-0.005", "0.005"], "USD", 100000),
+        (["0.1000000000000000000000000000001", "0.8999999999999999999999999999999"], "EUR", 100),  # 31 digits
+    ],
+)
+def test_exact_minor_units_add_up_without_rounding(parts: list[str], currency: str, units: int) -> None:
+    # Given amounts finer than the minor unit whose sum is whole / When added as exact minor units
+    total = sum((exact_minor_units(part, currency) for part in parts), Fraction(0))
+    # Then the sum is exactly that many minor units (no Decimal context rounds a digit away)
+    assert whole_minor_units(total, currency) == units
+
+
+def test_a_sum_with_a_fraction_of_a_minor_unit_is_refused_in_major_units() -> None:
+    # Given 1.125 + 0.0000000000000000000000000000001 USD / When made whole / Then refused, naming the exact amount
+    total = exact_minor_units("1.125", "USD") + exact_minor_units("1e-31", "USD")
+    with pytest.raises(ValueError, match=r"Decimal\('1.1250000000000000000000000000001'\) has more decimals than USD"):
+        whole_minor_units(total, "USD")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [("1e999999999", "out of range"), ("NaN", "not a finite"), ("abc", "not a decimal")]
+)
+def test_exact_minor_units_refuse_what_minor_units_refuses(value: str, reason: str) -> None:
+    # Given no finite amount in range / When read exactly / Then the same ValueError as minor_units gives
+    with pytest.raises(ValueError, match=reason):
+        exact_minor_units(value, "USD")
+    with pytest.raises(ValueError, match=reason):
+        minor_units(value, "USD")

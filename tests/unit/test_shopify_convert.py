@@ -1142,6 +1142,44 @@ def test_cancelled_at_wins_over_financial_status(sample: ShopifyOrder) -> None:
     assert order_to_canonical(cancelled, receipt_id="r")[1].status is OrderStatus.CANCELLED
 
 
+@pytest.mark.parametrize(
+    ("prices", "cents"),
+    [
+        (["1.005", "1.005"], 201),  # half cents on each line, a whole cent in the sum
+        (["0.1000000000000000000000000000001", "0.8999999999999999999999999999999"], 100),  # 31 digits, exact
+    ],
+)
+def test_shipping_lines_finer_than_a_cent_add_up_exactly(sample: ShopifyOrder, prices: list[str], cents: int) -> None:
+    # Given shipping lines only, priced finer than the shop currency's cent / When converted
+    lines = [{"price": price} for price in prices]
+    changed = sample.model_copy(update={"total_shipping_price_set": None, "shipping_lines": lines})
+    # Then the shipping total is their exact sum
+    assert order_to_canonical(changed, receipt_id="r")[1].total_shipping == Money(amount=cents, currency="USD")
+
+
+def test_shipping_lines_whose_sum_is_not_whole_cents_are_refused(sample: ShopifyOrder) -> None:
+    # Given shipping lines of 1.005 and 0.0000000000000000000000000000001 / When converted / Then nothing is rounded
+    lines = [{"price": "1.005"}, {"price": "0.0000000000000000000000000000001"}]
+    changed = sample.model_copy(update={"total_shipping_price_set": None, "shipping_lines": lines})
+    with pytest.raises(ValueError, match=r"Decimal\('1.0050000000000000000000000000001'\) has more decimals than USD"):
+        order_to_canonical(changed, receipt_id="r")
+
+
+def test_refunded_from_totals_is_never_rounded_to_whole_cents(sample: ShopifyOrder) -> None:
+    # Given a partially refunded order without refund transactions whose total_price has a 31st decimal digit
+    changed = sample.model_copy(
+        update={
+            "financial_status": "partially_refunded",
+            "refunds": [],
+            "total_price": "10.0000000000000000000000000000001",
+            "current_total_price": "8.00",
+        }
+    )
+    # When converted / Then the difference is refused, not rounded to 2.00 by a 28-digit Decimal context
+    with pytest.raises(ValueError, match="more decimals than USD"):
+        order_to_canonical(changed, receipt_id="r")
+
+
 def test_lifecycle_ranks_grow_along_the_lifecycle() -> None:
     # Given the declared states / Then each ranks one above the previous, cancelled last
     assert [status.rank for status in OrderStatus] == [0, 1, 2, 3, 4, 5]

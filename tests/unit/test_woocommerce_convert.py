@@ -7,7 +7,8 @@ with one field changed (status tables), and what conversion refuses.
 """
 
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -1393,14 +1394,32 @@ def test_a_fraction_of_a_cent_the_order_must_hold_is_refused() -> None:
         order_to_canonical(parse_order(order_body(lines=f"[{line('1.125', '1.125')}]")), receipt_id="r")
 
 
-@given(units=st.integers(-(10**20), 10**20), quantity=st.integers(1, 10**6), sub_unit=st.booleans())
+@given(units=st.integers(-(10**20), 10**20), quantity=st.integers(1, 10**6), tenths=st.booleans())
 @settings(derandomize=True, database=None, max_examples=500)
-def test_unit_price_rounds_half_even_like_decimal(units: int, quantity: int, sub_unit: bool) -> None:
-    # Given a line subtotal in minor units (an int, or an exact Decimal with a tenth of a unit) and a quantity
-    subtotal = Decimal(units).scaleb(-1) if sub_unit else units
-    # When divided for the unit price / Then it is what Decimal's own half-even quantize gives
-    expected = (Decimal(subtotal) / quantity).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+def test_unit_price_rounds_half_even_like_decimal(units: int, quantity: int, tenths: bool) -> None:
+    # Given a line subtotal in minor units (an int, or an exact Fraction in tenths of a unit) and a quantity
+    subtotal = Fraction(units, 10) if tenths else units
+    # When divided for the unit price / Then it is what Decimal's half-even quantize gives, every digit held
+    with localcontext(prec=60):
+        exact = Decimal(units) / (10 if tenths else 1) / quantity
+        expected = exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     assert _divide_half_even(subtotal, quantity) == expected
+
+
+@pytest.mark.parametrize(
+    ("subtotal", "reason"),
+    [
+        ("1e999999999", "out of range"),  # a valid Decimal no amount comes near: refused at once, never computed
+        ("1.001e40", "out of range"),
+        ("1.0000000000000000000000000000001", "more decimals than USD allows"),  # 33 digits: no 28-digit rounding
+    ],
+)
+def test_line_amounts_beyond_any_price_are_refused_as_value_errors(subtotal: str, reason: str) -> None:
+    # Given a line amount the store's decimals cannot explain / When converted / Then a ValueError says why (a DLQ
+    # reason), never a decimal-module signal and never a silently rounded amount
+    body = order_body(lines=f"[{line(subtotal, subtotal)}]")
+    with pytest.raises(ValueError, match=reason):
+        order_to_canonical(parse_order(body), receipt_id="r")
 
 
 @pytest.mark.parametrize(

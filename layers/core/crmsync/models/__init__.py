@@ -13,7 +13,16 @@ from crmsync.models.customer import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.models.money import Money, MoneyFields, ReportingAmount, currency_exponent, minor_units, zero
+from crmsync.models.money import (
+    Money,
+    MoneyFields,
+    ReportingAmount,
+    currency_exponent,
+    exact_minor_units,
+    minor_units,
+    whole_minor_units,
+    zero,
+)
 from crmsync.models.order import LineItem, LineItemFields, Order, OrderFields, OrderStatus
 from crmsync.models.payment import (
     Dispute,
@@ -51,9 +60,11 @@ __all__ = [
     "ReportingAmount",
     "UtcDatetime",
     "currency_exponent",
+    "exact_minor_units",
     "minor_units",
     "normalize_country",
     "normalize_email",
     "normalize_phone",
+    "whole_minor_units",
     "zero",
 ]

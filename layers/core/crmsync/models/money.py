@@ -2,7 +2,8 @@
 
 import re
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Self, TypedDict
 
@@ -58,33 +59,61 @@ def minor_units(value: str | int | Decimal, currency: str) -> int:
             if fraction[places:].strip("0"):
                 raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
             return int(whole + fraction[:places])
-        try:
-            value = Decimal(value.strip())
-        except ArithmeticError:
-            raise ValueError(f"not a decimal amount: {value!r}") from None
     elif type(value) is int:
         return value * _SCALE[places]
-    elif not isinstance(value, Decimal):
-        raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
-    else:
+    elif isinstance(value, Decimal):
         # str() of a Decimal is its exact digits ("442.73", "-0.50", "1E+3"): the common shape is read as above.
         whole, _, fraction = str(value).partition(".")
         if len(fraction) == places:
             digits = whole + fraction
             if digits.isdecimal():
                 return int(digits)
-    _, coefficient, exponent = value.as_tuple()
-    if not isinstance(exponent, int):
-        raise ValueError(f"not a finite amount: {value!r}")
-    if not -_MAX_DIGITS <= exponent <= _MAX_DIGITS - len(coefficient):
-        # "1e999999999" is a valid Decimal; exact arithmetic on it would take minutes, and no amount is that big.
-        raise ValueError(f"amount out of range: {value!r}")
+    value = _finite_decimal(value)
     # An exact rational: no Decimal context precision (28 digits) can round anything away here.
     numerator, denominator = value.as_integer_ratio()
     minor, remainder = divmod(numerator * _SCALE[places], denominator)
     if remainder:
         raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
     return minor
+
+
+def exact_minor_units(value: str | int | Decimal, currency: str) -> Fraction:
+    """The exact number of minor units of a major-unit amount, a fraction of a minor unit kept (0.125 USD is 25/2
+    cents): for sums and differences whose parts may be finer than the minor unit while their result must not be
+    (whole_minor_units). Refuses what minor_units refuses, except digits below the minor unit."""
+    places = _EXPONENTS.get(currency.upper(), 2)
+    if type(value) is int:
+        return Fraction(value * _SCALE[places])
+    return Fraction(*_finite_decimal(value).as_integer_ratio()) * _SCALE[places]
+
+
+def whole_minor_units(units: Fraction, currency: str) -> int:
+    """Exact minor units (exact_minor_units, or their sum) as an int; refuses a fraction of a minor unit."""
+    if units.denominator != 1:
+        places = _EXPONENTS.get(currency.upper(), 2)
+        # Finite in decimal (a sum of decimals): this context holds every digit of an amount in range.
+        with localcontext(prec=4 * _MAX_DIGITS):
+            major = Decimal(units.numerator) / Decimal(units.denominator * _SCALE[places])
+        raise ValueError(f"{major!r} has more decimals than {currency.upper()} allows")
+    return units.numerator
+
+
+def _finite_decimal(value: object) -> Decimal:
+    """`value` as a finite Decimal of a size money can have; ValueError (never a decimal-module signal) if not."""
+    if type(value) is str:
+        try:
+            value = Decimal(value.strip())
+        except ArithmeticError:
+            raise ValueError(f"not a decimal amount: {value!r}") from None
+    elif not isinstance(value, Decimal):
+        raise TypeError(f"expected str, int or Decimal, got {type(value).__name__}")
+    _, coefficient, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite amount: {value!r}")
+    if not -_MAX_DIGITS <= exponent <= _MAX_DIGITS - len(coefficient):
+        # "1e999999999" is a valid Decimal; exact arithmetic on it would take minutes, and no amount is that big.
+        raise ValueError(f"amount out of range: {value!r}")
+    return value
 
 
 class MoneyFields(TypedDict):

@@ -5,6 +5,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Annotated, Any, NotRequired, TypedDict, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
@@ -19,9 +20,11 @@ from crmsync.models import (
     OrderStatus,
     Refund,
     RefundStatus,
+    exact_minor_units,
     minor_units,
     normalize_email,
     normalize_phone,
+    whole_minor_units,
     zero,
 )
 from crmsync.sources.base import PARSE_CONFIG, Converted, Notice, UnsupportedTopic, sign_base64_hmac, verify_base64_hmac
@@ -407,9 +410,10 @@ def _refunded(order: ShopifyOrder, currency: str) -> Money | MoneyFields | None:
         # Shop-currency fallback: current_total_price is what remains after refunds (and edits).
         try:
             difference = minor_units(order.total_price, currency) - minor_units(order.current_total_price, currency)
-        except ValueError:  # finer than the minor unit: the difference decides, as Decimal, whether it is refused
-            exact = Decimal(order.total_price) - Decimal(order.current_total_price)
-            return _money(exact, currency) if exact > 0 else None
+        except ValueError:  # finer than the minor unit: the exact difference decides whether it is refused
+            paid, kept = order.total_price, order.current_total_price
+            exact = exact_minor_units(paid, currency) - exact_minor_units(kept, currency)
+            difference = whole_minor_units(exact, currency) if exact > 0 else 0
         return {"amount": difference, "currency": currency} if difference > 0 else None
     return None
 
@@ -619,7 +623,7 @@ def _sum(amounts: Sequence[str], currency: str, less: Sequence[str] = ()) -> Mon
 
 def _sum_units(amounts: Sequence[str], currency: str, less: Sequence[str] = ()) -> int:
     """Σ amounts - Σ less, exactly, in minor units. Shopify writes every amount with its currency's decimals; should
-    one have more, the sum is taken first (as Decimal), so parts finer than the minor unit may still add up."""
+    one have more, the sum is taken first (in exact fractions of the minor unit), so such parts may still add up."""
     try:
         total = 0
         for amount in amounts:
@@ -628,8 +632,9 @@ def _sum_units(amounts: Sequence[str], currency: str, less: Sequence[str] = ()) 
             total -= minor_units(amount, currency)
         return total
     except ValueError:
-        exact = sum(map(Decimal, amounts), Decimal(0)) - sum(map(Decimal, less), Decimal(0))
-        return minor_units(exact, currency)
+        exact = sum((exact_minor_units(amount, currency) for amount in amounts), Fraction(0))
+        exact -= sum((exact_minor_units(amount, currency) for amount in less), Fraction(0))
+        return whole_minor_units(exact, currency)
 
 
 def _clean(value: str | None) -> str | None:

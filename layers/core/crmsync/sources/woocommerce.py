@@ -19,7 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
+from fractions import Fraction
 from typing import Annotated, Any, NoReturn, NotRequired, TypedDict
 
 from pydantic import (
@@ -44,11 +45,12 @@ from crmsync.models import (
     OrderStatus,
     Refund,
     RefundStatus,
-    currency_exponent,
+    exact_minor_units,
     minor_units,
     normalize_country,
     normalize_email,
     normalize_phone,
+    whole_minor_units,
     zero,
 )
 from crmsync.sources.base import (
@@ -266,7 +268,6 @@ _ORDER_STATUS: dict[str, OrderStatus] = {
     "checkout-draft": OrderStatus.PENDING,  # block checkout's draft, not yet submitted
 }
 _NOWHERE = WooAddress()
-_NO_LINES: tuple[WooLineItem, ...] = ()
 
 
 def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | None, Order, tuple[Refund, ...]]:
@@ -286,7 +287,7 @@ def order_to_canonical(order: WooOrder, *, receipt_id: str) -> tuple[Customer | 
     woo_status = _woo_status(order)
     # Line amounts in minor units (exact: see _units); only what the canonical order holds must be whole units.
     lines: list[LineItemFields] = []
-    subtotal: int | Decimal = 0
+    subtotal: int | Fraction = 0
     for item in order.line_items:
         line_subtotal, line_total = _units(item["subtotal"], currency), _units(item["total"], currency)
         subtotal += line_subtotal
@@ -432,48 +433,37 @@ def _address(address: WooAddress, country: str | None) -> AddressFields | None:
     }
 
 
-def _units(amount: str | int | Decimal, currency: str) -> int | Decimal:
-    """The amount in minor units: an int, or, when a store set more decimals than its currency has, the exact Decimal
-    of minor units (a line priced 0.125 USD is 12.5 cents), so line arithmetic stays exact and only a result that
-    the canonical order holds must come out whole (_money)."""
+def _units(amount: str | int | Decimal, currency: str) -> int | Fraction:
+    """The amount in minor units: an int, or, when a store set more decimals than its currency has, the exact
+    Fraction of minor units (a line priced 0.125 USD is 25/2 cents), so line arithmetic stays exact and only a result
+    that the canonical order holds must come out whole (_money)."""
     try:
         return minor_units(amount, currency)
     except ValueError:
-        if isinstance(amount, int):
-            raise
-        exact = Decimal(amount.strip()) if isinstance(amount, str) else amount
-        if not exact.is_finite():
-            raise
-        return exact.scaleb(currency_exponent(currency))
+        return exact_minor_units(amount, currency)  # refuses, in turn, what is no finite amount in range
 
 
-def _refunded(refund: WooRefundRef, currency: str) -> int | Decimal:
+def _refunded(refund: WooRefundRef, currency: str) -> int | Fraction:
     """The refund's amount in minor units, positive (core sends refund totals negative: "-10.00")."""
     units = _units(refund["total"], currency)
     return -units if units < 0 else units
 
 
-def _divide_half_even(units: int | Decimal, quantity: int) -> int | Decimal:
+def _divide_half_even(units: int | Fraction, quantity: int) -> int:
     """units / quantity, rounded half-even to a whole minor unit: the unit price of a line."""
-    if isinstance(units, Decimal):
-        return (units / quantity).quantize(_ONE, rounding=ROUND_HALF_EVEN)
+    if isinstance(units, Fraction):
+        return round(units / quantity)  # Fraction rounds half to even, exactly
     quotient, remainder = divmod(units, quantity)  # floor division: 0 <= remainder < quantity, for any sign
     if 2 * remainder > quantity or (2 * remainder == quantity and quotient % 2):
         return quotient + 1
     return quotient
 
 
-_ONE = Decimal(1)
-
-
-def _money(units: int | Decimal, currency: str) -> Money | MoneyFields:
+def _money(units: int | Fraction, currency: str) -> Money | MoneyFields:
     """Money's fields, validated as Money inside the model that holds them (Order.of, Refund.of); zero, the most
     common amount by far, is the one shared Money of its currency. Refuses a fraction of a minor unit."""
-    if isinstance(units, Decimal):
-        whole = units.to_integral_value()
-        if whole != units:
-            raise ValueError(f"{units.scaleb(-currency_exponent(currency))!r} has more decimals than {currency} allows")
-        units = int(whole)
+    if isinstance(units, Fraction):
+        units = whole_minor_units(units, currency)
     return {"amount": units, "currency": currency} if units else zero(currency)
 
 
