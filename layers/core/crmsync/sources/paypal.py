@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict, cast
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, StringConstraints, TypeAdapter, with_config
+from pydantic import AwareDatetime, StringConstraints
+from pydantic_core import SchemaValidator
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -46,7 +47,7 @@ from crmsync.models import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.sources.base import PARSE_CONFIG, Converted, SignatureError, UnsupportedTopic
+from crmsync.sources.base import Converted, SignatureError, UnsupportedTopic, json_validator
 
 if TYPE_CHECKING:
     import urllib.request
@@ -491,22 +492,18 @@ class _Event(TypedDict):
     links: NotRequired[tuple[PayPalLink, ...]]
 
 
-@with_config(PARSE_CONFIG)
 class CaptureEvent(_Event):
     resource: PayPalCapture
 
 
-@with_config(PARSE_CONFIG)
 class RefundEvent(_Event):
     resource: PayPalRefund
 
 
-@with_config(PARSE_CONFIG)
 class OrderEvent(_Event):
     resource: PayPalOrder
 
 
-@with_config(PARSE_CONFIG)
 class DisputeEvent(_Event):
     resource: PayPalDispute
 
@@ -545,16 +542,15 @@ _NO_OUTCOME = PayPalDisputeOutcome()
 
 
 # A validator per event type, built on first use: ingest imports this module only to verify signatures.
-_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
+_VALIDATORS: dict[object, SchemaValidator] = {}
 
 
 def parse_event[EventT: _Event](body: bytes, model: type[EventT]) -> EventT:
     """Validate a raw webhook body as one of the event TypedDicts; pydantic.ValidationError says what does not fit."""
-    adapter = _ADAPTERS.get(model)
-    if adapter is None:
-        adapter = _ADAPTERS[model] = TypeAdapter(model)
-    # The validator itself: TypeAdapter.validate_json adds a Python frame and keyword plumbing to each call.
-    event: EventT = adapter.validator.validate_json(body)
+    validator = _VALIDATORS.get(model)
+    if validator is None:
+        validator = _VALIDATORS[model] = json_validator(model)
+    event: EventT = validator.validate_json(body)
     return event
 
 

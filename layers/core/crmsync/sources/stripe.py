@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any, NamedTuple, NotRequired, TypedDict, cast
 
-from pydantic import Field, StringConstraints, TypeAdapter, with_config
+from pydantic import Field, StringConstraints
+from pydantic_core import SchemaValidator
 
 from crmsync.messages import DetailType
 from crmsync.models import (
@@ -27,7 +28,7 @@ from crmsync.models import (
     normalize_email,
     normalize_phone,
 )
-from crmsync.sources.base import PARSE_CONFIG, Converted, Notice, SignatureError, UnsupportedTopic
+from crmsync.sources.base import Converted, Notice, SignatureError, UnsupportedTopic, json_validator
 
 SOURCE = "stripe"
 DEFAULT_TOLERANCE_SECONDS = 300  # what every Stripe SDK uses
@@ -271,7 +272,6 @@ class StripeEventData[T](TypedDict):
     object: T
 
 
-@with_config(PARSE_CONFIG)
 class StripeEvent[T](TypedDict):
     """The envelope every webhook shares; `data.object` is the resource as the endpoint's API version shapes it."""
 
@@ -294,12 +294,11 @@ class EventParser[T]:
         self._shape = shape  # StripeEvent[<resource>]
 
     @cached_property
-    def _adapter(self) -> TypeAdapter[StripeEvent[T]]:
-        return TypeAdapter(self._shape)
+    def _validator(self) -> SchemaValidator:
+        return json_validator(self._shape)
 
     def validate_json(self, body: bytes) -> StripeEvent[T]:
-        # The validator itself: TypeAdapter.validate_json adds a Python frame and keyword plumbing to each call.
-        event: StripeEvent[T] = self._adapter.validator.validate_json(body)
+        event: StripeEvent[T] = self._validator.validate_json(body)
         return event
 
 

@@ -112,25 +112,32 @@ GmtDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 CurrencyCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$")]
 
 # An amount as core sends it, a plain decimal string ("29.35", refunds "-10.00"), kept as the string: minor_units
-# reads it exactly without a Decimal, and pydantic-core checks its shape without a Python call. A JSON number (some
-# plugins send them) does not fit the JSON side, because pydantic-core would read it as a binary float
-# (12.345678901234567890123 would come back as 12.345678901234567): such a body is read again with
-# json.loads(parse_float=Decimal), whose exact Decimals (and ints) the Python side takes (see _parse). No float is
-# ever involved.
+# reads it exactly without a Decimal, and pydantic-core checks its shape without a Python call; a JSON integer is
+# exact as it is. A JSON number with a fraction or an exponent (some plugins send them) does not fit the JSON side,
+# because pydantic-core would read it as a binary float (12.345678901234567890123 would come back as
+# 12.345678901234567): such a body is read again with json.loads(parse_float=Decimal), whose exact Decimals the
+# Python side takes (see _parse). No float is ever involved.
 _DECIMAL_TEXT = core_schema.str_schema(
     strict=True, pattern=r"^\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$"
 )
+_AMOUNT_ERROR = {
+    "custom_error_type": "decimal_amount",
+    "custom_error_message": 'Input should be a decimal amount, as text ("29.35") or a number',
+}
 Amount = Annotated[
     str | int | Decimal,
     GetPydanticSchema(
         lambda _type, _handler: core_schema.json_or_python_schema(
-            json_schema=_DECIMAL_TEXT,
+            json_schema=core_schema.union_schema(
+                [_DECIMAL_TEXT, core_schema.int_schema(strict=True)], mode="left_to_right", **_AMOUNT_ERROR
+            ),
             python_schema=core_schema.union_schema(
                 [
                     _DECIMAL_TEXT,
                     core_schema.int_schema(strict=True),
                     core_schema.decimal_schema(strict=True, allow_inf_nan=False),
-                ]
+                ],
+                **_AMOUNT_ERROR,
             ),
         )
     ),
@@ -223,9 +230,18 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number")
 
 
-# Bodies the fast parser cannot read exactly: a JSON number where an amount is expected (or where any string is),
-# or not strict JSON.
-_PARSE_EXACTLY = frozenset({"string_type", "json_invalid"})
+def _exact_number(text: str) -> Decimal:
+    # Decimal("1e999999999999999999") signals InvalidOperation (an ArithmeticError): any number in the body, read or
+    # not, must fail as every other malformed body does, with a ValueError that says why.
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise ValueError(f"number out of range: {text[:40]}") from None
+
+
+# Bodies the fast parser cannot read exactly: a JSON number with a fraction where an amount is expected (pydantic-core
+# says so for the union's branches: a string, an integer), or not strict JSON.
+_PARSE_EXACTLY = frozenset({"decimal_amount", "json_invalid"})
 
 
 def _parse[PayloadT: _Payload](model: type[PayloadT], body: bytes) -> PayloadT:
@@ -237,7 +253,7 @@ def _parse[PayloadT: _Payload](model: type[PayloadT], body: bytes) -> PayloadT:
     except ValidationError as error:
         if not any(detail["type"] in _PARSE_EXACTLY for detail in error.errors()):
             raise
-    return model.model_validate(json.loads(body, parse_float=Decimal, parse_constant=_no_constant))
+    return model.model_validate(json.loads(body, parse_float=_exact_number, parse_constant=_no_constant))
 
 
 def parse_order(body: bytes) -> WooOrder:
