@@ -33,7 +33,8 @@ def deps(settings: Settings) -> ConvertDeps:
         bus=EventBus(settings.event_bus_name),
         reporting=reporting_for(settings),
         stripe_customer_deleted=settings.stripe_customer_deleted,
-        sync=SyncStore(settings.sync_table),  # deletions told by webhooks (GONE#<source>): reconciliation skips them
+        # Deletions told by webhooks (GONE#<source>): reconciliation skips them; no sync table, nothing recorded.
+        sync=SyncStore(settings.sync_table) if settings.sync_table else None,
     )
 
 

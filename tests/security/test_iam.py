@@ -315,3 +315,26 @@ def test_resource_policies_allow_only_named_services_from_named_sources():
             condition = statement.get("Condition") or {}
             assert any("aws:SourceArn" in test for test in condition.values()), (name, "no aws:SourceArn condition")
     assert checked > 0
+
+
+# Writes to a shared table narrowed to some items: (function, table, the condition on the partition keys written).
+LEADING_KEYS = [
+    ("ConvertFunction", "SyncTable", {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["GONE#*"]}}),
+    ("SyncFunction", "StateTable", {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["RATE#hubspot"]}}),
+]
+
+
+@pytest.mark.parametrize(("function", "table", "condition"), LEADING_KEYS)
+def test_item_scoped_table_writes_keep_their_leading_keys_condition(function, table, condition):
+    # Given the function's statements that allow only PutItem on the table (its item-scoped grant)
+    resources = set(transformed()["Resources"])
+    scoped = [
+        statement
+        for statement in statements(roles()[function])
+        if referenced(statement.get("Resource"), resources) == {table}
+        and set(as_list(statement.get("Action", []))) == {"dynamodb:PutItem"}
+    ]
+    # Then there is one, and it holds every written partition key to its items (dropping the condition would let
+    # the function overwrite any item of the table)
+    assert len(scoped) == 1, scoped
+    assert scoped[0].get("Condition") == condition

@@ -5,11 +5,13 @@ worker, convert and CRM writer."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -88,19 +90,23 @@ class World:
         )  # fmt: skip
         self.writer = WriterDeps(state=self.state.as_store(), crm=self.crm, mapping=load_mapping("default"))
         self.receipts = MemoryReceipts()
+        self.deliveries = 0
         self.ingest_deps = IngestDeps(
             receipts=self.receipts.as_store(), archive=self.archive.as_store(), queue=self.ingest.as_store(),
             secrets=lambda _name: [WOO_SECRET], clock=self.clock,
         )  # fmt: skip
 
-    def deliver(self, topic: str, payload: dict[str, Any]) -> str:
-        """The shop's signed webhook of `topic` through ingest onto the ingest queue; ingest's answer status."""
+    def deliver(self, topic: str, payload: dict[str, Any], delivery_id: str | None = None) -> str:
+        """The shop's signed webhook of `topic` through ingest onto the ingest queue; ingest's answer status. Each
+        delivery has its own id, as core gives it (or `delivery_id`: the same delivery again)."""
         body = json.dumps(payload).encode()
+        self.deliveries += 1
         headers = {
             "x-wc-webhook-source": "https://shop.example/",
             "x-wc-webhook-topic": topic,
             "x-wc-webhook-resource": topic.partition(".")[0],
             "x-wc-webhook-event": topic.partition(".")[2],
+            "x-wc-webhook-delivery-id": delivery_id or f"delivery-{self.deliveries}",
             "x-wc-webhook-signature": woocommerce.sign(body, WOO_SECRET),
         }
         answer = accept_webhook(WebhookRequest(source="woocommerce", headers=headers, body=body), self.ingest_deps)
@@ -473,7 +479,6 @@ def delete_with_webhook(world: World, n: int) -> tuple[dict[str, Any], IngestMes
 
 
 DELETED_2 = ("woocommerce", "ORDER#woocommerce:order:2")
-DELETION_RECEIPT = "woocommerce:https://shop.example/:order.deleted:2:deleted"  # WooCommerceWebhooks.receipt_id
 
 
 def test_an_order_deleted_webhook_records_the_deletion_as_reconciliation_does():
@@ -484,7 +489,7 @@ def test_an_order_deleted_webhook_records_the_deletion_as_reconciliation_does():
     # Then the deletion is recorded in the sync table under the order's state pk, by the webhook's receipt
     assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
     record = world.sync.gone[DELETED_2]
-    assert record["receipt_id"] == DELETION_RECEIPT
+    assert record["receipt_id"] == message.receipt_id
     # And the notice is published, and the stored order kept as it was
     assert [d["key"] for d in world.bus.details("order.cancelled")] == ["woocommerce:order:2"]
     assert "ORDER#woocommerce:order:2" in world.order_keys()
@@ -494,34 +499,78 @@ def test_an_order_deleted_webhook_records_the_deletion_as_reconciliation_does():
     assert world.sync.gone == {DELETED_2: record}
 
 
-def test_a_deletion_record_that_cannot_be_written_fails_the_message_and_its_retry_loses_nothing():
-    # Given order 2 deleted at the shop, its order.deleted webhook on the ingest queue, and the sync table failing
-    world = webhook_world(3)
-    del world.api.orders[2]
-    world.deliver("order.deleted", {"id": 2})
+def queued_deletion(world: World, n: int) -> IngestMessage:
+    """The shop deletes order n and its order.deleted webhook waits on the ingest queue: the message convert gets."""
+    del world.api.orders[n]
+    world.deliver("order.deleted", {"id": n})
     [queued] = world.ingest.messages()
-    message = IngestMessage.model_validate_json(queued.body)
+    return IngestMessage.model_validate_json(queued.body)
+
+
+def test_a_deletion_record_that_cannot_be_written_fails_the_message_and_its_retry_loses_nothing():
+    # Given order 2's order.deleted webhook on the ingest queue, and the sync table failing
+    world = webhook_world(3)
+    message = queued_deletion(world, 2)
     record_deletion_notice = world.sync.record_deletion_notice
 
     def unavailable(source: str, key: str, receipt_id: str, at: str) -> None:
         raise StoreError("sync table unavailable")
 
     world.sync.record_deletion_notice = unavailable  # type: ignore[method-assign]
-    # When convert takes it, Then the message fails (SQS delivers it again) before the notice is published
+    # When convert takes it, Then the message fails (SQS delivers it again) after the notice is published
     with pytest.raises(StoreError):
         convert_message(message, world.convert_deps())
-    assert world.bus.details("order.cancelled") == []
-    # When the table is back and the message is retried, Then the deletion is recorded and the notice published
+    assert [d["key"] for d in world.bus.details("order.cancelled")] == ["woocommerce:order:2"]
+    assert world.sync.deletions("woocommerce") == set()
+    # When the table is back and the message is retried, Then the notice is published again (consumers are
+    # idempotent) and the deletion recorded
     world.sync.record_deletion_notice = record_deletion_notice  # type: ignore[method-assign]
     convert_message(message, world.convert_deps())
-    assert world.sync.gone[DELETED_2]["receipt_id"] == DELETION_RECEIPT
-    assert [d["key"] for d in world.bus.details("order.cancelled")] == ["woocommerce:order:2"]
+    assert world.sync.gone[DELETED_2]["receipt_id"] == message.receipt_id
+    assert [d["key"] for d in world.bus.details("order.cancelled")] == ["woocommerce:order:2"] * 2
+
+
+def test_a_deletion_whose_notice_cannot_be_published_is_not_recorded():
+    # Given order 2's order.deleted webhook on the ingest queue, and the event bus failing
+    world = webhook_world(3)
+    message = queued_deletion(world, 2)
+    deps = world.convert_deps()
+
+    def unavailable(events: Any) -> None:
+        raise StoreError("event bus unavailable")
+
+    # When convert takes it / Then the message fails, and no deletion is recorded: were it dead-lettered, the next
+    # full reconciliation still finds the order deleted, reports it and sends its deletion webhook again
+    with pytest.raises(StoreError):
+        convert_message(message, dataclasses.replace(deps, bus=cast(Any, SimpleNamespace(publish=unavailable))))
+    assert world.sync.deletions("woocommerce") == set()
+
+
+def test_a_second_deletion_after_a_restore_is_taken_and_stays_recorded():
+    # Given order 2 deleted with its webhook, then restored at the shop (order.restored), before any run saw it
+    world = webhook_world(3)
+    deleted, first = delete_with_webhook(world, 2)
+    world.api.orders[2] = deleted
+    assert world.deliver("order.restored", deleted) == "accepted"
+    world.convert(write_crm=True)
+    # When the shop deletes it again: a new delivery of the same {"id": 2}
+    del world.api.orders[2]
+    assert world.deliver("order.deleted", {"id": 2}, delivery_id="second") == "accepted"  # not the first again
+    [queued] = world.ingest.messages()
+    assert world.convert(write_crm=True) == 1
+    # Then the order is recorded deleted, and a full run reports no drift for it
+    assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
+    report = reconcile.run("woocommerce", reconcile_deps(world, []), run_id="rc_1", full=True)
+    assert report["objects"]["orders"]["deleted"] == 0
+    assert IngestMessage.model_validate_json(queued.body).receipt_id != first.receipt_id
+    # And the same delivery again is a duplicate
+    assert world.deliver("order.deleted", {"id": 2}, delivery_id="second") == "duplicate"
 
 
 def test_a_full_run_after_the_order_deleted_webhook_reports_no_deletion_and_sends_nothing():
     # Given 3 orders stored from their order.created webhooks, then order 2 deleted with its order.deleted webhook
     world = webhook_world(3)
-    delete_with_webhook(world, 2)
+    _, message = delete_with_webhook(world, 2)
     published: list[dict[str, int]] = []
     # When a full reconciliation runs, the shop no longer listing order 2
     report = reconcile.run("woocommerce", reconcile_deps(world, published), run_id="rc_1", full=True)
@@ -534,7 +583,7 @@ def test_a_full_run_after_the_order_deleted_webhook_reports_no_deletion_and_send
     assert world.ingest.messages() == []
     assert [p["deleted"] for p in published] == [0]
     # And the webhook's record stays, for the runs after it
-    assert world.sync.gone[DELETED_2]["receipt_id"] == DELETION_RECEIPT
+    assert world.sync.gone[DELETED_2]["receipt_id"] == message.receipt_id
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["full run", "incremental run"])

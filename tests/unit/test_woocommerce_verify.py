@@ -271,10 +271,25 @@ def test_resource_falls_back_to_the_topic() -> None:
         ("customer.deleted", "customer.deleted.json", "woocommerce:https://example.com/:customer.deleted:26:deleted"),
     ],
 )
-def test_deleted_bodies_are_keyed_on_the_id(topic: str, name: str, expected: str) -> None:
-    # Given a *.deleted body ({"id": n}, no modified time) / Then the receipt id is the id plus "deleted"
+def test_deleted_bodies_are_keyed_on_the_id_and_the_delivery(topic: str, name: str, expected: str) -> None:
+    # Given a *.deleted body ({"id": n}, no modified time) / Then the receipt id is the id, "deleted" and the delivery
+    # id; without one (a deletion webhook reconciliation replays), the id and "deleted" alone
     deleted = payload(name)
-    assert woo.receipt_id(headers(topic), json.loads(deleted), deleted) == expected
+    delivery = headers(topic)
+    assert (
+        woo.receipt_id(delivery, json.loads(deleted), deleted) == f"{expected}:{delivery['x-wc-webhook-delivery-id']}"
+    )
+    del delivery["x-wc-webhook-delivery-id"]
+    assert woo.receipt_id(delivery, json.loads(deleted), deleted) == expected
+
+
+def test_deleted_bodies_are_keyed_on_their_delivery_when_it_has_an_id() -> None:
+    # Given two deliveries of order 727's {"id": 727}: deleted, restored at the store, deleted again
+    deleted = payload("order.deleted.json")
+    first, second = (headers("order.deleted") | {"x-wc-webhook-delivery-id": d} for d in ("a1f0", "b2e1"))
+    # Then each is its own receipt (the second deletion is no duplicate of the first), and the same delivery again is
+    ids = [woo.receipt_id(h, json.loads(deleted), deleted) for h in (first, second, first)]
+    assert ids == [f"woocommerce:https://example.com/:order.deleted:727:deleted:{d}" for d in ("a1f0", "b2e1", "a1f0")]
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
     # An erased person's identity keys carry tombstones: a late event or a replay never brings them back.
     converted = screen(to_canonical(message, deps.archive.get(message.archive_key)), deps.state)
     events: list[tuple[str, str]] = []
+    deletions: list[str] = []  # state pks of the entities the notices say the source deleted
 
     customer_id = _write_customer(converted.customer, message, deps, events)
     for detail_type, converted_entity in converted.entities:
@@ -110,11 +111,8 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
         screened = screen_notice(original, message, deps.state, stripe_deleted=deps.stripe_customer_deleted)
         notice = screened.notice
         deps.state.record_notice(message.receipt_id, notice.detail_type.value, notice.key, notice.data)
-        if notice.deletes is not None and deps.sync is not None:
-            # A failed write fails the message before anything is published: SQS retries it all (idempotent), then DLQ.
-            deleted = f"{KINDS[notice.deletes]}#{notice.key}"  # the state pk, as reconciliation records it
-            at = message.received_at.isoformat()
-            deps.sync.record_deletion_notice(message.source, deleted, message.receipt_id, at)
+        if notice.deletes is not None:
+            deletions.append(f"{KINDS[notice.deletes]}#{notice.key}")  # the state pk, as reconciliation records it
         for published in (notice, *screened.also):
             detail = DomainEvent(
                 entity="notice", key=published.key, customer_id=screened.customer_id or customer_id,
@@ -124,6 +122,12 @@ def convert_message(message: IngestMessage, deps: ConvertDeps) -> list[tuple[str
             events.append((published.detail_type.value, detail.model_dump_json()))
 
     deps.bus.publish(events)
+    if deps.sync is not None:
+        # Only once its notice is published, as reconciliation records a deletion only once its webhook is sent: a
+        # failed write fails the message, and its retry publishes again (idempotent) before writing again.
+        at = message.received_at.isoformat()
+        for deleted in deletions:
+            deps.sync.record_deletion_notice(message.source, deleted, message.receipt_id, at)
     return events
 
 

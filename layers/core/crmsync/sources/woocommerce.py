@@ -69,6 +69,7 @@ SIGNATURE_HEADER = "x-wc-webhook-signature"
 TOPIC_HEADER = "x-wc-webhook-topic"
 SOURCE_HEADER = "x-wc-webhook-source"
 RESOURCE_HEADER = "x-wc-webhook-resource"
+DELIVERY_HEADER = "x-wc-webhook-delivery-id"
 
 TOPIC_ORDER_CREATED = "order.created"
 TOPIC_ORDER_UPDATED = "order.updated"
@@ -546,7 +547,8 @@ class WooCommerceWebhooks:
         return _clean(headers.get(SOURCE_HEADER))
 
     def receipt_id(self, headers: Mapping[str, str], payload: Any, body: bytes) -> str:
-        # The delivery id is new on every delivery, so it cannot spot a duplicate; the resource's modified time can.
+        # The delivery id is new on every delivery, so it cannot spot a duplicate; the resource's modified time can
+        # (a deletion has none).
         topic = self.topic(headers, payload) or ""
         resource = _clean(headers.get(RESOURCE_HEADER)) or _clean(topic.partition(".")[0]) or "-"
         # The event is part of the key: order.created and order.updated of one save share a modified time, and
@@ -556,7 +558,10 @@ class WooCommerceWebhooks:
         resource_id = _resource_id(payload)
         if resource_id is not None:
             if topic.partition(".")[2] == "deleted":
-                return f"{prefix}:{resource_id}:deleted"  # the body is {"id": n}: nothing else to tell deliveries apart
+                # The body is {"id": n}: only the delivery id tells a second deletion (after a restore) from the first,
+                # and handling a deletion twice changes nothing. Without it (a replay), one per resource.
+                delivery = _clean(headers.get(DELIVERY_HEADER))
+                return f"{prefix}:{resource_id}:deleted" + (f":{delivery}" if delivery else "")
             modified = payload.get("date_modified_gmt")
             if isinstance(modified, str) and modified.strip():
                 return f"{prefix}:{resource_id}:{modified.strip()}"
