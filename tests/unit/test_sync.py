@@ -420,6 +420,22 @@ def test_an_order_deleted_at_the_source_is_drift_once_and_its_deletion_is_sent_o
     assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
 
 
+def restore_then_delete_again(
+    world: World, deps: reconcile.ReconcileDeps, deleted: dict[str, Any], *, full: bool
+) -> tuple[dict[str, Any], set[str], dict[str, Any]]:
+    """The shop restores order 2 (modified after the cursor) and a run (full or not) lists it; then the shop deletes
+    it again, without a webhook, and a full run follows. Both runs' order reports, and the deletions recorded
+    between them."""
+    world.api.orders[2] = {**deleted, "date_modified_gmt": "2030-01-01T00:00:00"}
+    world.clock.advance(60)
+    restored = reconcile.run("woocommerce", deps, run_id="rc_2", full=full)["objects"]["orders"]
+    recorded = world.sync.deletions("woocommerce")
+    del world.api.orders[2]
+    world.clock.advance(60)
+    again = reconcile.run("woocommerce", deps, run_id="rc_3", full=True)["objects"]["orders"]
+    return restored, recorded, again
+
+
 @pytest.mark.parametrize("full", [True, False], ids=["full run", "incremental run"])
 def test_an_order_listed_again_clears_its_recorded_deletion(full):
     # Given order 2 deleted at the source and reported by a full run
@@ -429,18 +445,13 @@ def test_an_order_listed_again_clears_its_recorded_deletion(full):
     reconcile.run("woocommerce", deps, run_id="rc_1", full=True)
     world.convert(write_crm=True)
     assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
-    # When the shop restores it (WooCommerce's order.restored: modified after the cursor) and a run lists it
-    world.api.orders[2] = {**deleted, "date_modified_gmt": "2030-01-01T00:00:00"}
-    world.clock.advance(60)
-    restored = reconcile.run("woocommerce", deps, run_id="rc_2", full=full)["objects"]["orders"]
-    # Then it is no drift and its recorded deletion is gone
+    # When the shop restores it (WooCommerce's order.restored: modified after the cursor) and a run lists it, then
+    # deletes it again
+    restored, recorded, again = restore_then_delete_again(world, deps, deleted, full=full)
+    # Then the restore is no drift and clears its recorded deletion
     assert (restored["deleted"], restored["failed"]) == (0, 0)
-    assert world.sync.deletions("woocommerce") == set()
-    # When it is deleted at the source again
-    del world.api.orders[2]
-    world.clock.advance(60)
-    again = reconcile.run("woocommerce", deps, run_id="rc_3", full=True)["objects"]["orders"]
-    # Then that deletion is drift once more, and sent
+    assert recorded == set()
+    # And the second deletion is drift once more, and sent
     assert (again["deleted"], again["repaired"]) == (1, 1)
     assert world.sync.deletions("woocommerce") == {"ORDER#woocommerce:order:2"}
 
@@ -593,18 +604,13 @@ def test_an_order_restored_after_its_order_deleted_webhook_clears_the_record(ful
     deleted, _ = delete_with_webhook(world, 2)
     deps = reconcile_deps(world)
     assert reconcile.run("woocommerce", deps, run_id="rc_1", full=True)["objects"]["orders"]["deleted"] == 0
-    # When the shop restores it (modified after the cursor) and a run lists it
-    world.api.orders[2] = {**deleted, "date_modified_gmt": "2030-01-01T00:00:00"}
-    world.clock.advance(60)
-    restored = reconcile.run("woocommerce", deps, run_id="rc_2", full=full)["objects"]["orders"]
-    # Then it is no drift and its recorded deletion is gone
+    # When the shop restores it (modified after the cursor) and a run lists it, then deletes it again, this time
+    # without its webhook
+    restored, recorded, again = restore_then_delete_again(world, deps, deleted, full=full)
+    # Then the restore is no drift and clears the webhook's record
     assert (restored["deleted"], restored["failed"]) == (0, 0)
-    assert world.sync.deletions("woocommerce") == set()
-    # When it is deleted at the source again, this time without its webhook
-    del world.api.orders[2]
-    world.clock.advance(60)
-    again = reconcile.run("woocommerce", deps, run_id="rc_3", full=True)["objects"]["orders"]
-    # Then that deletion is drift once more, sent, and recorded by the run
+    assert recorded == set()
+    # And the second deletion is drift once more, sent, and recorded by the run
     assert (again["deleted"], again["repaired"]) == (1, 1)
     assert world.sync.gone[DELETED_2]["run_id"] == "rc_3"
 
