@@ -214,16 +214,9 @@ class StateStore:
 
     def _put_first(self, item: dict[str, AttributeValueTypeDef]) -> bool:
         """Write the item unless one with its key exists (first writer wins); False when it did."""
-        try:
-            self._ddb.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            error = translate(exc)
-            if isinstance(error, ConditionFailed):
-                return False
-            raise error from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional(
+            self._ddb.put_item, TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+        )
 
     # --- merges ---------------------------------------------------------------------------------
     def mark_merged(self, loser: str, survivor: str, reason: str, receipt_id: str, at: str) -> str:
