@@ -13,7 +13,6 @@ from crm_writer import app as writer_app
 from crmsync.crm import hubspot_setup
 from crmsync.crm.backends import hubspot_crm
 from crmsync.mapping import load_mapping, parse_mapping_text
-from crmsync.messages import DomainEvent
 from crmsync.settings import Settings
 from crmsync.store.state import StateStore
 from crmsync.writer import WriterDeps, write_events
@@ -21,7 +20,9 @@ from ingest import app as ingest_app
 from local.hubspot_fake import FakeHubSpot
 from tests.integration.conftest import api_event
 from tests.integration.test_delivery import attribute, peek_all, receive_on_attempt
+from tests.integration.test_line_items_local import LINE_ITEMS_AND_COMPANIES
 from tests.integration.test_pipeline import ORDER, drain
+from tests.integration.test_salesforce import crm_events
 from tests.integration.test_sources import fixture, woo_headers
 
 TOKEN = "pat-na1-local"
@@ -140,7 +141,7 @@ def test_a_refund_becomes_one_note_on_the_deal_and_the_contact_however_often_it_
 def test_write_events_with_hubspot_crm_directly(portal, aws, lambda_context):
     # Given the domain events of a WooCommerce order with a refund
     woocommerce(aws, lambda_context, "order-partial-refund.json", "order.updated")
-    events = [DomainEvent.model_validate(json.loads(m["Body"])["detail"]) for m in aws.receive_all(aws.crm_queue_url)]
+    events = crm_events(aws)
     # When crmsync.writer.write_events runs them with HubSpotCrm (as the handler builds it)
     settings = Settings.from_env()
     deps = WriterDeps(StateStore(settings.state_table), hubspot_crm(settings), load_mapping(settings.mapping))
@@ -242,14 +243,14 @@ def test_mapped_line_items_and_companies_land_in_hubspot_associated_and_spec_val
     from crmsync.mapping.fields import CONFIG_DIR
 
     mapping = parse_mapping_text(
-        (CONFIG_DIR / "default.yaml").read_text() + MAPPED_SECTIONS, source="mapped.yaml", backend="hubspot"
+        (CONFIG_DIR / "default.yaml").read_text() + LINE_ITEMS_AND_COMPANIES, source="mapped.yaml", backend="hubspot"
     )
     settings = Settings.from_env()
     crm = hubspot_crm(settings)
     report = hubspot_setup.setup(crm, hubspot_setup.required_properties(mapping))
     assert {"line_items.crmsync_external_id", "companies.crmsync_external_id"} <= set(report.created)
     shopify({**ORDER, "billing_address": {**ORDER["billing_address"], "company": " Babbage &  Co"}}, writer=False)
-    events = [DomainEvent.model_validate(json.loads(m["Body"])["detail"]) for m in aws.receive_all(aws.crm_queue_url)]
+    events = crm_events(aws)
     portal.log.clear()
     # When the writer writes them to HubSpot, twice (a redelivery)
     deps = WriterDeps(StateStore(settings.state_table), crm, mapping)
@@ -281,20 +282,3 @@ def test_mapped_line_items_and_companies_land_in_hubspot_associated_and_spec_val
         ("/crm/v4/associations/line_items/deals/batch/associate/default", 200, 2),
     ]
     assert [(e["path"], e["status"], e["inputs"]) for e in portal.log] == once + once
-
-
-MAPPED_SECTIONS = """
-line_items:
-  id_property: crmsync_external_id
-  properties:
-    name: name
-    quantity: quantity
-    price: price
-    hs_sku: sku
-    crmsync_external_id: external_id
-companies:
-  id_property: crmsync_external_id
-  properties:
-    name: name
-    crmsync_external_id: external_id
-"""

@@ -4,8 +4,6 @@ the contact; written again, nothing is duplicated."""
 
 from __future__ import annotations
 
-import json
-
 from crmsync.crm.backends import crm_for
 from crmsync.crm.local import LocalCrm
 from crmsync.mapping import parse_mapping_text
@@ -13,10 +11,11 @@ from crmsync.mapping.fields import CONFIG_DIR
 from crmsync.settings import Settings
 from crmsync.store.state import StateStore
 from crmsync.writer import WriterDeps, write_events
-from tests.integration.test_salesforce import convert_only, crm_events
-from tests.integration.test_sources import fixture, post, woo_headers  # noqa: F401 - post is a fixture
+from tests.integration.test_salesforce import company_order_events
+from tests.integration.test_sources import post  # noqa: F401 - a fixture
 
-SECTIONS = """
+# The opt-in sections on top of the shipped default mapping (the HubSpot writer test uses them too).
+LINE_ITEMS_AND_COMPANIES = """
 line_items:
   id_property: crmsync_external_id
   properties:
@@ -36,13 +35,9 @@ companies:
 def test_line_items_and_companies_on_the_local_crm(aws, post, lambda_context):  # noqa: F811
     # Given the default mapping with both sections, and a WooCommerce order of two lines (3 socks for 10.00, a rain
     # jacket at 50.00 less 5.00) whose billing address names the buyer's company, converted into state
-    mapping = parse_mapping_text((CONFIG_DIR / "default.yaml").read_text() + SECTIONS, source="local.yaml")
-    order = json.loads(fixture("woocommerce", "order-partial-refund.json"))
-    order["billing"]["company"] = "Rivera Design"
-    body = json.dumps(order).encode()
-    assert post("woocommerce", body, woo_headers("order.updated", body))[0] == 200
-    convert_only(aws, lambda_context)
-    events = crm_events(aws)
+    text = (CONFIG_DIR / "default.yaml").read_text() + LINE_ITEMS_AND_COMPANIES
+    mapping = parse_mapping_text(text, source="local.yaml")
+    events = company_order_events(aws, post, lambda_context)
     crm = crm_for(Settings.from_env())
     assert isinstance(crm, LocalCrm)
     deps = WriterDeps(StateStore(aws.env["STATE_TABLE"]), crm, mapping)

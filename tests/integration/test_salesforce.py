@@ -71,6 +71,18 @@ def convert_only(aws, lambda_context) -> None:
     assert convert_app.lambda_handler(aws.sqs_event(ingest, "ingest"), lambda_context) == {"batchItemFailures": []}
 
 
+def company_order_events(aws, send, lambda_context) -> list[DomainEvent]:
+    """A WooCommerce order of two lines (3 socks for 10.00, a rain jacket at 50.00 less 5.00) whose billing address
+    names the buyer's company, Rivera Design, delivered through `send` (the `post` fixture) and converted: the
+    domain events on the CRM queue."""
+    order = json.loads(fixture("woocommerce", "order-partial-refund.json"))
+    order["billing"]["company"] = "Rivera Design"
+    body = json.dumps(order).encode()
+    assert send("woocommerce", body, woo_headers("order.updated", body))[0] == 200
+    convert_only(aws, lambda_context)
+    return crm_events(aws)
+
+
 def dead_letters(aws) -> list[dict]:
     sqs = aws.client("sqs")
     answer = sqs.receive_message(QueueUrl=aws.env["CRM_DLQ_URL"], MaxNumberOfMessages=10, MessageAttributeNames=["All"])
@@ -262,12 +274,7 @@ def test_a_companies_section_makes_one_account_per_company_and_sets_the_contacts
     text = (CONFIG_DIR / "salesforce.yaml").read_text() + "\n" + section
     mapping = parse_mapping_text(text, source="salesforce+companies.yaml", backend="salesforce")
     fake = server.fake
-    order = json.loads(fixture("woocommerce", "order-partial-refund.json"))
-    order["billing"]["company"] = "Rivera Design"
-    body = json.dumps(order).encode()
-    assert post("woocommerce", body, woo_headers("order.updated", body))[0] == 200
-    convert_only(aws, lambda_context)
-    events = crm_events(aws)
+    events = company_order_events(aws, post, lambda_context)
     # When the CRM writer writes the batch, twice
     deps = WriterDeps(state=StateStore(aws.env["STATE_TABLE"]), crm=adapter(server.url, fake.token), mapping=mapping)
     summary = write_events(events, deps)
